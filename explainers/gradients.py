@@ -1,0 +1,37 @@
+"""Gradients of several targets at once, from one graph."""
+from __future__ import annotations
+
+import torch
+
+
+def target_directions(num_classes: int, targets: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
+    """One-hot vectors selecting each target's score: [T, B, K] from targets [B, T].
+
+    ``sign`` -1 selects the negated score, the counterfactual ("why not this class") direction.
+    """
+    batch, count = targets.shape
+    directions = torch.zeros(count, batch, num_classes, device=targets.device)
+    rows = torch.arange(batch, device=targets.device)
+    for t in range(count):
+        directions[t, rows, targets[:, t]] = sign
+    return directions
+
+
+def batched_grad(scores: torch.Tensor, inputs: torch.Tensor, directions: torch.Tensor,
+                 retain_graph: bool = True) -> torch.Tensor:
+    """d(directions[t] . scores)/d(inputs) for every t: [T, *inputs.shape].
+
+    Uses one vectorised backward pass (``is_grads_batched``) and falls back to one backward per
+    target for operations without a batching rule. Only the part of the graph between ``inputs``
+    and ``scores`` is traversed; parameter gradients are neither computed nor accumulated.
+    """
+    if directions.shape[0] == 1:
+        (grad,) = torch.autograd.grad(scores, inputs, directions[0], retain_graph=retain_graph)
+        return grad[None]
+    try:
+        (grads,) = torch.autograd.grad(scores, inputs, directions, retain_graph=True,
+                                       is_grads_batched=True)
+        return grads
+    except (RuntimeError, NotImplementedError):
+        return torch.stack([torch.autograd.grad(scores, inputs, d, retain_graph=True)[0]
+                            for d in directions])

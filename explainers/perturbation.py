@@ -1,0 +1,98 @@
+"""Score-CAM and Ablation-CAM channel scores: batched forward passes that serve every target at once."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, ContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .taps import LayerTap
+
+ProgressFn = Callable[[float], None]
+
+
+def reduced_precision(device: torch.device) -> ContextManager:
+    """fp16 autocast on CUDA for the many perturbed forward passes (the maps keep their shape; the
+    softmax and the channel weighting run in float32); full precision on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def varying_channels(activations: torch.Tensor) -> torch.Tensor:
+    """Indices of the channels of one image's activations [C, h, w] that are not constant."""
+    flat = activations.flatten(1)
+    return (flat.amax(dim=1) > flat.amin(dim=1)).nonzero().flatten()
+
+
+def score_cam_scores(model: nn.Module, x: torch.Tensor, activations: torch.Tensor,
+                     targets: torch.Tensor, batch_size: int,
+                     progress: ProgressFn = lambda f: None) -> torch.Tensor:
+    """Score-CAM's channel weights (Wang et al. 2020, eq. 4-5): [T, B, C].
+
+    Each varying channel A_k is upsampled to the input size and min-max normalised into a mask
+    H_k; the weight is the increase in confidence C(A_k) = p_c(X * H_k) - p_c(X_b), with p_c the
+    softmax probability of the target and the baseline X_b = X * 0. Constant channels (no mask)
+    get weight 0. One masked batch yields the probabilities of all targets at once.
+    """
+    batch, channels = activations.shape[:2]
+    size = x.shape[-2:]
+    scores = torch.zeros(targets.shape[1], batch, channels, device=x.device)
+    with torch.no_grad(), reduced_precision(x.device):
+        baseline = F.softmax(model(torch.zeros_like(x[:1])).float(), dim=1)[0]
+        work = [(b, chunk) for b in range(batch)
+                for chunk in varying_channels(activations[b]).split(batch_size)]
+        for step, (b, chunk) in enumerate(work):
+            masks = F.interpolate(activations[b, chunk][None].float(), size=size, mode="bilinear",
+                                  align_corners=False)[0]
+            low = masks.flatten(1).amin(dim=1)[:, None, None]
+            high = masks.flatten(1).amax(dim=1)[:, None, None]
+            masks = (masks - low) / (high - low)
+            probabilities = F.softmax(model(x[b] * masks[:, None]).float(), dim=1)
+            gain = probabilities[:, targets[b]] - baseline[targets[b]]  # [n, T]
+            scores[:, b, chunk] = gain.T
+            progress((step + 1) / len(work))
+    return scores
+
+
+def ablation_scores(model: nn.Module, tap: LayerTap, x: torch.Tensor, activations: torch.Tensor,
+                    logits: torch.Tensor, targets: torch.Tensor, batch_size: int,
+                    progress: ProgressFn = lambda f: None) -> torch.Tensor:
+    """Ablation-CAM's channel weights (Desai & Ramaswamy 2020, eq. 3): w_k = (y_c - y_c^k) / y_c.
+
+    y_c^k is the target's score with channel k of the layer set to zero. The network before the
+    layer runs once per chunk; the ablated copies enter at the layer, so only the part after it
+    runs on the whole batch (when that part mixes in a tensor from before the layer with a
+    batch-size-sensitive operation, the image is repeated instead).
+    """
+    batch, channels = activations.shape[:2]
+    scores = torch.zeros(targets.shape[1], batch, channels, device=x.device)
+    chunks = torch.arange(channels, device=x.device).split(batch_size)
+    with torch.no_grad(), reduced_precision(x.device):
+        for b in range(batch):
+            original = logits[b, targets[b]].float()  # [T]
+            for step, chunk in enumerate(chunks):
+                ablated = activations[b].expand(len(chunk), -1, -1, -1).clone()
+                ablated[torch.arange(len(chunk)), chunk] = 0
+                ablated_logits = _run_with_layer_output(model, tap, x[b:b + 1], ablated)
+                changed = ablated_logits.float()[:, targets[b]]  # [n, T]
+                scores[:, b, chunk] = ((original - changed) / original).T
+                progress((b * len(chunks) + step + 1) / (batch * len(chunks)))
+    return scores
+
+
+def _run_with_layer_output(model: nn.Module, tap: LayerTap, image: torch.Tensor,
+                           layer_output: torch.Tensor) -> torch.Tensor:
+    """The model's logits when the tapped layer outputs ``layer_output`` (a batch) for ``image``."""
+    tap.replace = lambda output: layer_output.to(output.dtype)
+    try:
+        tap.reset()
+        try:
+            return model(image)
+        except RuntimeError:
+            tap.reset()
+            return model(image.expand(len(layer_output), -1, -1, -1))
+    finally:
+        tap.replace = None
