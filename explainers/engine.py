@@ -294,7 +294,7 @@ def _compute_layer_maps(info: MethodInfo, shared: _SharedPass, targets: torch.Te
                         options: Options, progress: Callable[[float], None]) -> torch.Tensor:
     activations = shared.activations
     count = targets.shape[1]
-    batch_size = options.batch_size or (64 if activations.is_cuda else 32)
+    batch_size = options.batch_size or (64 if activations.is_cuda else 16)
     if info.name == "cam":
         weights = linear_head_weights(shared.module, activations, shared.logits.detach())
         maps = formulas.cam(activations, shared.sign * weights[targets].transpose(0, 1))

@@ -21,10 +21,29 @@ def reduced_precision(device: torch.device) -> ContextManager:
     return nullcontext()
 
 
-def varying_channels(activations: torch.Tensor) -> torch.Tensor:
-    """Indices of the channels of one image's activations [C, h, w] that are not constant."""
-    flat = activations.flatten(1)
-    return (flat.amax(dim=1) > flat.amin(dim=1)).nonzero().flatten()
+def distinct_masks(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The channels of one image's activations [C, h, w] that give distinct Score-CAM masks.
+
+    Returns (representative channel indices [U], for each channel the position of its
+    representative in that list or -1 for a constant channel [C]). Constant channels have no mask.
+    Channels that are positive affine transforms of each other (common after ReLU6: a single
+    active location, or saturated binary patterns) give exactly the same upsampled, min-max
+    normalised mask, so one masked forward pass serves them all.
+    """
+    flat = activations.flatten(1).float()
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+    varying = (high > low).flatten().nonzero().flatten()
+    slot = torch.full((len(flat),), -1, dtype=torch.long, device=flat.device)
+    if len(varying) == 0:
+        return varying, slot
+    normalised = (flat[varying] - low[varying]) / (high[varying] - low[varying])
+    # Compare at 2^-20 resolution: float rounding of the normalisation must not hide a duplicate,
+    # and masks that differ by less change the forward pass by less than float32 noise.
+    unique, inverse = torch.unique(torch.round(normalised * 2.0 ** 20), dim=0, return_inverse=True)
+    first = torch.full((len(unique),), len(varying), dtype=torch.long, device=flat.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(varying), device=flat.device), "amin")
+    slot[varying] = inverse
+    return varying[first], slot
 
 
 def score_cam_scores(model: nn.Module, x: torch.Tensor, activations: torch.Tensor,
@@ -35,25 +54,33 @@ def score_cam_scores(model: nn.Module, x: torch.Tensor, activations: torch.Tenso
     Each varying channel A_k is upsampled to the input size and min-max normalised into a mask
     H_k; the weight is the increase in confidence C(A_k) = p_c(X * H_k) - p_c(X_b), with p_c the
     softmax probability of the target and the baseline X_b = X * 0. Constant channels (no mask)
-    get weight 0. One masked batch yields the probabilities of all targets at once.
+    get weight 0. One masked batch yields the probabilities of all targets at once, and channels
+    with identical masks share one forward pass.
     """
     batch, channels = activations.shape[:2]
     size = x.shape[-2:]
     scores = torch.zeros(targets.shape[1], batch, channels, device=x.device)
     with torch.no_grad(), reduced_precision(x.device):
         baseline = F.softmax(model(torch.zeros_like(x[:1])).float(), dim=1)[0]
-        work = [(b, chunk) for b in range(batch)
-                for chunk in varying_channels(activations[b]).split(batch_size)]
+        plans = [distinct_masks(activations[b]) for b in range(batch)]
+        work = [(b, chunk) for b, (representatives, _) in enumerate(plans)
+                for chunk in representatives.split(batch_size)]
+        gains = [[] for _ in range(batch)]
         for step, (b, chunk) in enumerate(work):
             masks = F.interpolate(activations[b, chunk][None].float(), size=size, mode="bilinear",
                                   align_corners=False)[0]
             low = masks.flatten(1).amin(dim=1)[:, None, None]
             high = masks.flatten(1).amax(dim=1)[:, None, None]
             masks = (masks - low) / (high - low)
-            probabilities = F.softmax(model(x[b] * masks[:, None]).float(), dim=1)
-            gain = probabilities[:, targets[b]] - baseline[targets[b]]  # [n, T]
-            scores[:, b, chunk] = gain.T
+            masked = (x[b] * masks[:, None]).contiguous(memory_format=torch.channels_last)
+            probabilities = F.softmax(model(masked).float(), dim=1)
+            gains[b].append(probabilities[:, targets[b]] - baseline[targets[b]])  # [n, T]
             progress((step + 1) / len(work))
+        for b, (_, slot) in enumerate(plans):
+            if gains[b]:
+                per_mask = torch.cat(gains[b])  # [U, T]
+                varying = slot >= 0
+                scores[:, b, varying] = per_mask[slot[varying]].T
     return scores
 
 

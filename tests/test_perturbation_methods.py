@@ -101,3 +101,15 @@ def test_score_cam_serves_all_targets_with_one_masked_pass_per_channel():
                        options=explainers.Options(batch_size=64))
     # shared forward (1) + baseline (1) + the 4 varying channels in one batch, for 3 targets
     assert sorted(seen) == [1, 1, 4]
+
+
+def test_channels_with_the_same_mask_share_one_forward_pass():
+    from explainers.perturbation import distinct_masks
+
+    base = torch.rand(4, 4, generator=torch.Generator().manual_seed(0))
+    other = torch.rand(4, 4, generator=torch.Generator().manual_seed(1))
+    activations = torch.stack([base, 2 * base + 0.5, torch.full((4, 4), 3.0), other, base])
+    representatives, slot = distinct_masks(activations)
+    assert sorted(representatives.tolist()) == [0, 3]
+    assert slot[2] == -1  # constant: no mask, weight 0
+    assert slot[0] == slot[1] == slot[4] != slot[3]
