@@ -102,7 +102,7 @@ def ablation_scores(model: nn.Module, tap: LayerTap, x: torch.Tensor, activation
             original = logits[b, targets[b]].float()  # [T]
             for step, chunk in enumerate(chunks):
                 ablated = activations[b].expand(len(chunk), -1, -1, -1).clone()
-                ablated[torch.arange(len(chunk)), chunk] = 0
+                ablated[torch.arange(len(chunk), device=chunk.device), chunk] = 0
                 ablated_logits = _run_with_layer_output(model, tap, x[b:b + 1], ablated)
                 changed = ablated_logits.float()[:, targets[b]]  # [n, T]
                 scores[:, b, chunk] = ((original - changed) / original).T

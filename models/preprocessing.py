@@ -1,0 +1,92 @@
+"""Image preprocessing with PIL + numpy: any mode to RGB, resize, centre crop, normalise."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return an 8-bit RGB copy of any PIL image (EXIF rotation applied, transparency on white)."""
+    if not isinstance(image, Image.Image):
+        raise ModelError(f"Expected a PIL image, got {type(image).__name__}.")
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;"):
+        image = _high_depth_to_l(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """Scale a 16/32-bit integer or float grayscale image to 8-bit "L"."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0
+    return Image.fromarray(np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8), "L")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side to `resize`, centre-crop to `crop_size` (H, W), normalise."""
+
+    resize: int
+    crop_size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _RESAMPLING:
+            raise ModelError(f"Unknown interpolation {self.interpolation!r}; use one of {sorted(_RESAMPLING)}.")
+        if self.resize < max(self.crop_size):
+            raise ModelError(f"Resize {self.resize} is smaller than the crop {self.crop_size}.")
+
+    @classmethod
+    def from_crop_pct(cls, crop_size: tuple[int, int], crop_pct: float, mean, std,
+                      interpolation: str) -> "Preprocessing":
+        """timm-style: resize the shorter side to floor(size / crop_pct), then crop `crop_size`."""
+        return cls(math.floor(max(crop_size) / crop_pct), tuple(crop_size), tuple(mean), tuple(std),
+                   interpolation)
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        """The RGB image resized and centre-cropped exactly as the model sees it."""
+        image = to_rgb(image)
+        width, height = image.size
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize, int(self.resize * long / short)
+        size = (new_short, new_long) if width <= height else (new_long, new_short)
+        if size != image.size:
+            image = image.resize(size, _RESAMPLING[self.interpolation])
+        crop_h, crop_w = self.crop_size
+        top = int(round((size[1] - crop_h) / 2.0))
+        left = int(round((size[0] - crop_w) / 2.0))
+        return image.crop((left, top, left + crop_w, top + crop_h))
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """The normalised float32 tensor [1, 3, H, W] (CPU) for one image."""
+        pixels = np.asarray(self.crop(image), dtype=np.float32) / 255.0
+        pixels = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
