@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: busy-waiting OpenMP is erratic on 2 cores
+os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
 
 import argparse
 import platform
@@ -36,9 +37,9 @@ GRADIENT_FAMILY = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "
                    "eigencam", "guided_backprop", "guided_gradcam"]
 
 
-def timed(function, repeat: int) -> tuple[float, object]:
-    """Median seconds of `repeat` runs after one warm-up, and the last result."""
-    result = function()
+def timed(function, repeat: int, warm_up: bool = True) -> tuple[float, object]:
+    """Median seconds of `repeat` runs (after one warm-up run), and the last result."""
+    result = function() if warm_up else None
     times = []
     for _ in range(repeat):
         if torch.cuda.is_available():
@@ -148,11 +149,10 @@ def main() -> None:
                     for name in GRADIENT_FAMILY}
 
     if not args.skip_perturbation:
-        for name in ("ablationcam", "scorecam"):
-            repeat = 1 if name == "scorecam" else args.repeat
+        for name in ("ablationcam", "scorecam"):  # long: one run each, warmed up by the runs above
             ours_time, ours_p = timed(lambda: explainers.explain(classifier, x, [name], targets=targets,
-                                                                 layer=layer, options=options), repeat)
-            theirs_time, theirs_p = timed(lambda: peer.run([name]), repeat)
+                                                                 layer=layer, options=options), 1, False)
+            theirs_time, theirs_p = timed(lambda: peer.run([name]), 1, False)
             rows.append((f"{name}, top-3", ours_time, theirs_time, step))
             correlations[name] = [correlation(ours_p.get(name, t).map, theirs_p[name][i])
                                   for i, t in enumerate(targets)]

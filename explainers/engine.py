@@ -93,7 +93,7 @@ def explain(model, x: torch.Tensor, methods: Sequence[str], targets: Sequence[in
     model: a models.Classifier, or a plain torch.nn.Module returning logits (then `layer` is
     required by the layer-based methods). x: [B, 3, H, W] (or [3, H, W]) preprocessed images.
     targets: class indices explained for every image; top_k: the k most probable classes of each
-    image instead (top-1 when neither is given). counterfactual: explain the evidence against each
+    image (top-1 when neither is given); with both, each image's top-k and then the given classes. counterfactual: explain the evidence against each
     class ("why not"). device: moves the model there first. progress(fraction, message): called
     as the work advances.
     """
@@ -105,7 +105,7 @@ def explain(model, x: torch.Tensor, methods: Sequence[str], targets: Sequence[in
     report = _Progress(progress, infos)
     with eval_mode(module):
         shared = _SharedPass(module, x, layer, infos, counterfactual)
-        target_index = _resolve_targets(shared.probabilities, targets, top_k)
+        target_index, target_lists = _resolve_targets(shared.probabilities, targets, top_k)
         shared.backward(target_index)
         report.done_shared()
         raw, seconds = {}, {}
@@ -115,7 +115,7 @@ def explain(model, x: torch.Tensor, methods: Sequence[str], targets: Sequence[in
                                           report.for_method(info))
             seconds[info.name] = time.perf_counter() - start + shared.cost_of(info)
     report.finish()
-    return _assemble(raw, seconds, shared, target_index, labels, counterfactual, layer, dev)
+    return _assemble(raw, seconds, shared, target_lists, labels, counterfactual, layer, dev)
 
 
 def saliency(model, x: torch.Tensor, target: int, method: str = "gradcam", layer: str | None = None,
@@ -175,21 +175,24 @@ def _module_device(module: nn.Module) -> torch.device:
 
 
 def _resolve_targets(probabilities: torch.Tensor, targets: Sequence[int] | None,
-                     top_k: int | None) -> torch.Tensor:
-    """Target classes per image: [B, T]."""
+                     top_k: int | None) -> tuple[torch.Tensor, list[list[int]]]:
+    """Target classes per image: each image's top-k classes, then the explicit ones not among them.
+
+    Returns ([B, T] padded by repeating an image's last target, the distinct targets per image).
+    """
     batch, classes = probabilities.shape
-    if targets is not None and top_k is not None:
-        raise ExplainerError("Give either targets or top_k, not both.")
-    if targets is not None:
-        chosen = list(dict.fromkeys(int(t) for t in np.atleast_1d(targets)))
-        bad = [t for t in chosen if not 0 <= t < classes]
-        if not chosen or bad:
-            raise ExplainerError(f"Target classes must be between 0 and {classes - 1}; got {bad or 'none'}.")
-        return torch.tensor(chosen, device=probabilities.device).expand(batch, -1)
-    k = 1 if top_k is None else int(top_k)
-    if not 1 <= k <= classes:
+    explicit = [] if targets is None else list(dict.fromkeys(int(t) for t in np.atleast_1d(targets)))
+    bad = [t for t in explicit if not 0 <= t < classes]
+    if bad or (targets is not None and not explicit):
+        raise ExplainerError(f"Target classes must be between 0 and {classes - 1}; got {bad or 'none'}.")
+    k = int(top_k) if top_k is not None else (0 if explicit else 1)
+    if not 0 <= k <= classes or (k == 0 and not explicit):
         raise ExplainerError(f"top_k must be between 1 and {classes}.")
-    return probabilities.topk(k, dim=1).indices
+    top = probabilities.topk(k, dim=1).indices.tolist() if k else [[] for _ in range(batch)]
+    per_image = [list(dict.fromkeys(top[b] + explicit)) for b in range(batch)]
+    width = max(len(chosen) for chosen in per_image)
+    padded = [chosen + chosen[-1:] * (width - len(chosen)) for chosen in per_image]
+    return torch.tensor(padded, device=probabilities.device), per_image
 
 
 # ----------------------------------------------------------------------------- the shared pass
@@ -337,11 +340,10 @@ def normalise(raw: np.ndarray) -> np.ndarray:
 
 
 def _assemble(raw: dict[str, torch.Tensor], seconds: dict[str, float], shared: _SharedPass,
-              targets: torch.Tensor, labels: list[str] | None, counterfactual: bool,
+              target_lists: list[list[int]], labels: list[str] | None, counterfactual: bool,
               layer: str | None, dev: torch.device) -> Explanation:
     """SaliencyMap objects in image, target, method order."""
     probabilities = shared.probabilities.cpu().numpy()
-    target_lists = targets.cpu().tolist()
     arrays = {name: maps.detach().float().cpu().numpy() for name, maps in raw.items()}
     items = []
     for b, image_targets in enumerate(target_lists):

@@ -134,40 +134,23 @@ class GuidedSwitch:
             self.on = False
 
 
-class _GuidedGate(torch.autograd.Function):
-    """Identity forward; backward keeps only positive gradients while the switch is on.
-
-    Placed after a ReLU, whose own backward masks by the positive input, this gives guided
-    backpropagation's rule: grad_in = [x > 0] [grad_out > 0] grad_out (Springenberg et al.).
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, switch: GuidedSwitch) -> torch.Tensor:
-        return x.clone()  # a fresh tensor, so that later in-place operations stay legal
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.switch = inputs[1]
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return (grad.clamp(min=0) if ctx.switch.on else grad), None
-
-
 @contextmanager
 def guided_relus(model: nn.Module, switch: GuidedSwitch) -> Iterator[int]:
-    """Puts a guided gate after every ReLU / ReLU6 (in-place ones too) for this thread's forwards.
+    """Gates the gradient arriving at every ReLU / ReLU6 output (in-place ones too) during this
+    thread's forward passes: while the switch is on, only positive gradients pass, and the ReLU's
+    own backward then masks by its positive input. That is guided backpropagation's rule,
+    grad_in = [x > 0] [grad_out > 0] grad_out (Springenberg et al.).
 
     Yields the number of gated modules; zero means guided backprop would equal the plain gradient.
     """
     thread = threading.get_ident()
 
-    def gate(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        if threading.get_ident() != thread or not torch.is_grad_enabled():
-            return None
-        return _GuidedGate.apply(output, switch)
+    def keep_positive(grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(min=0) if switch.on else grad
+
+    def gate(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if threading.get_ident() == thread and output.requires_grad:
+            output.register_hook(keep_positive)
 
     handles = [m.register_forward_hook(gate) for m in model.modules() if isinstance(m, RELU_FAMILY)]
     try:

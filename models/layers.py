@@ -23,16 +23,30 @@ def _is_pool(module: torch.nn.Module) -> bool:
     return "Pool" in type(module).__name__
 
 
+_NO_OP_NAMES = ("Identity", "DropPath", "DropBlock2d")
+
+
+def _is_no_op(module: torch.nn.Module, inputs: tuple, output: object) -> bool:
+    """Identity, dropout and drop-path modules in eval mode: they hand their input on unchanged,
+    so listing them would only repeat the layer before."""
+    passes_through = bool(inputs) and output is inputs[0]
+    no_op_kind = (isinstance(module, torch.nn.modules.dropout._DropoutNd)
+                  or type(module).__name__ in _NO_OP_NAMES)
+    return passes_through and no_op_kind
+
+
 def discover_layers(module: torch.nn.Module, input_size: tuple[int, int] = (224, 224)) -> list[LayerInfo]:
     """Spatial layers in the order their forward finished, from one batch-1 dry run.
 
-    Modules called more than once per forward (shared activations) are left out as ambiguous.
+    Modules called more than once per forward (shared activations) are left out as ambiguous, and
+    so are no-op modules (identity, dropout, drop-path) that only repeat their input.
     """
     calls: list[tuple[str, torch.nn.Module, object]] = []
 
     def hook_for(name: str):
-        def hook(mod: torch.nn.Module, _inputs, output) -> None:
-            calls.append((name, mod, output))
+        def hook(mod: torch.nn.Module, inputs, output) -> None:
+            if not _is_no_op(mod, inputs, output):
+                calls.append((name, mod, output))
         return hook
 
     handles = [sub.register_forward_hook(hook_for(name))

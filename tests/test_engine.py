@@ -111,6 +111,22 @@ def test_explicit_targets_and_top_k(net):
     explicit = explainers.explain(net, x, ["gradcam"], targets=[3, 0, 3], layer="features")
     assert explicit.targets == [[3, 0]]
     assert explicit.get("gradcam", 0).probability == pytest.approx(float(result.probabilities[0, 0]))
+    last = result.top(4)[3][0]
+    both = explainers.explain(net, x, ["gradcam"], top_k=2, targets=[order[1], last], layer="features")
+    assert both.targets == [[order[0], order[1], last]]
+
+
+def test_top_k_plus_explicit_classes_in_a_batch_may_differ_in_length(net):
+    batch = image(9, batch=2)
+    tops = explainers.explain(net, batch, ["gradcam"], top_k=1, layer="features").targets
+    extra = tops[0][0]  # already the first image's top class, not (necessarily) the second's
+    result = explainers.explain(net, batch, ["gradcam", "scorecam"], top_k=1, targets=[extra],
+                                layer="features")
+    assert result.targets[0] == [extra]
+    assert result.targets[1] == list(dict.fromkeys([tops[1][0], extra]))
+    assert len(result.maps) == 2 * sum(len(t) for t in result.targets)
+    alone = explainers.explain(net, batch[1:], ["gradcam", "scorecam"], targets=[extra], layer="features")
+    np.testing.assert_allclose(result.get("scorecam", extra, 1).raw, alone.maps[1].raw, rtol=1e-4, atol=1e-6)
 
 
 def test_several_targets_in_one_call_equal_one_call_per_target(net):
@@ -158,7 +174,7 @@ def test_two_threads_on_one_model_get_the_maps_of_a_serial_run(net):
     (dict(methods=["gradcam"], layer="fc"), "spatial feature map"),
     (dict(methods=["eigencam"], layer="features", counterfactual=True), "no counterfactual"),
     (dict(methods=["gradcam"], layer="features", targets=[99]), "between 0 and 3"),
-    (dict(methods=["gradcam"], layer="features", targets=[1], top_k=2), "not both"),
+    (dict(methods=["gradcam"], layer="features", top_k=0), "top_k"),
     (dict(methods=["gradcam"], layer="relu"), None),
 ])
 def test_clear_errors(net, call, message):

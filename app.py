@@ -1,0 +1,909 @@
+"""Gradio web app: see why an ImageNet classifier made its decision.
+
+The UI only: every number comes from ``models`` (weights, preprocessing, labels, layers) and
+``explainers`` (saliency maps, colormaps, overlays, grids); see docs/API.md.
+
+Run it::
+
+    python app.py                      # http://127.0.0.1:7860, offline, embedded efficientnet_lite0
+    python app.py --host 0.0.0.0 --port 8080
+    python app.py --share              # also a public Gradio share link
+
+Call it from Python (gradio_client); parameters left out take the UI's defaults::
+
+    from gradio_client import Client, handle_file
+
+    client = Client("http://127.0.0.1:7860/")
+    tiles, predictions, archive, status, grid = client.predict(
+        image=handle_file("assets/cat_and_coffee.jpg"),
+        model="efficientnet_lite0",
+        methods=["gradcam", "layercam"],
+        top_k=2,                        # explain the 2 top predictions ...
+        classes=["espresso"],           # ... plus these ("967", "967: espresso" work too)
+        api_name="/explain",
+    )
+    print(predictions)  # {"label": "...", "confidences": [{"label": "...", "confidence": 0.41}, ...]}
+    print(tiles[1])     # {"image": "/tmp/.../image.png", "caption": "Grad-CAM · tabby · 41.2% · 0.05 s"}
+    print(archive)      # a .zip: overlays/*.png, grid.png, maps.npz, predictions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import functools
+import io
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+import explainers
+import models
+from explainers import rendering
+
+log = logging.getLogger("app")
+
+HERE = Path(__file__).resolve().parent
+ASSETS = HERE / "assets"
+
+DEFAULT_MODEL = "efficientnet_lite0"
+PREFERRED_DEFAULT_METHODS = ("gradcam", "gradcam++", "gradcampp", "layercam")
+DEFAULT_TOP_K = 2
+DEFAULT_COLORMAP = "jet"
+DEFAULT_OPACITY = 0.5
+MAX_PIXELS = 40_000_000          # refuse images larger than 40 megapixels
+MAX_FILE_SIZE = "25mb"           # upload limit enforced by Gradio (launch(max_file_size=...))
+MAX_MAPS = 48                    # classes x methods per run
+MAX_CLASSES = 10
+MAX_LOADED_MODELS = 2
+ARCHIVE_ROOT = Path(tempfile.gettempdir()) / "explain-app-downloads"
+ARCHIVE_MAX_AGE_S = 3600         # downloads older than this are deleted ...
+ARCHIVE_MAX_DIRS = 32            # ... and never more than this many are kept
+
+#: Number of times the engine (explainers.explain) ran in this process; tests read it to
+#: check that display changes (colormap, opacity, scale) only re-render.
+ENGINE_CALLS = 0
+
+
+class UserError(ValueError):
+    """A problem with the user's input, worded for a person."""
+
+
+# --------------------------------------------------------------------------------------------
+# Models: cached, one lock per model (hooks on a shared module must not interleave)
+# --------------------------------------------------------------------------------------------
+
+_models: OrderedDict[str, models.Classifier] = OrderedDict()
+_model_locks: dict[str, threading.Lock] = {}
+_registry_lock = threading.Lock()
+_load_lock = threading.Lock()
+
+
+def get_model(name: str) -> models.Classifier:
+    """Return the loaded classifier ``name`` (loading, maybe downloading, it on first use)."""
+    with _registry_lock:
+        if name in _models:
+            _models.move_to_end(name)
+            return _models[name]
+    with _load_lock:  # one load at a time: downloads and memory stay bounded
+        with _registry_lock:
+            if name in _models:
+                return _models[name]
+        classifier = models.load(name)
+        with _registry_lock:
+            _models[name] = classifier
+            _model_locks.setdefault(name, threading.Lock())
+            while len(_models) > MAX_LOADED_MODELS:
+                _models.popitem(last=False)
+        return classifier
+
+
+def _model_lock(name: str) -> threading.Lock:
+    with _registry_lock:
+        return _model_locks.setdefault(name, threading.Lock())
+
+
+def device_summary() -> str:
+    """A short line saying whether the engine runs on a GPU or the CPU."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU · {torch.cuda.get_device_name(0)}"
+    except Exception:  # pragma: no cover - torch import problems show up elsewhere
+        pass
+    return "CPU"
+
+
+# --------------------------------------------------------------------------------------------
+# Choices shown in the UI
+# --------------------------------------------------------------------------------------------
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) for every registered model; those needing a download say so."""
+    choices = []
+    for info in models.available_models():
+        label = info.name
+        if not info.ready:
+            size = re.search(r"(\d+(?:\.\d+)?)\s*MB", info.description or "")
+            label += (f" (downloads {size.group(1)} MB on first use)" if size
+                      else " (downloads on first use)")
+        choices.append((label, info.name))
+    return choices
+
+
+def layer_choices(classifier: models.Classifier) -> list[tuple[str, str]]:
+    """(label, name) per spatial layer, e.g. ("layer4 — 512×7×7", "layer4")."""
+    return [(f"{layer.name} — {'×'.join(str(d) for d in layer.shape)}", layer.name)
+            for layer in classifier.layers]
+
+
+def class_entry(index: int, label: str) -> str:
+    """The dropdown text for a class: "281: tabby"."""
+    return f"{index}: {label}"
+
+
+def class_choices(classifier: models.Classifier) -> list[str]:
+    """Every class of the model as "index: label"."""
+    return [class_entry(i, label) for i, label in enumerate(classifier.labels)]
+
+
+def method_availability(classifier: models.Classifier, layer: str | None) -> dict[str, str | None]:
+    """explainers.availability, defaulting every method to usable when it says nothing."""
+    reasons = explainers.availability(classifier, layer or None)
+    return {name: reasons.get(name) for name in explainers.METHODS}
+
+
+def method_choices(available: dict[str, str | None]) -> list[tuple[str, str]]:
+    """(label, name) per method; slow ones get a stopwatch, unusable ones say "n/a"."""
+    choices = []
+    for name, info in explainers.METHODS.items():
+        label = info.title + (" · slow" if info.slow else "")
+        if available.get(name):
+            label += " (n/a)"
+        choices.append((label, name))
+    return choices
+
+
+def default_methods(available: dict[str, str | None]) -> list[str]:
+    """Fast, usable defaults: Grad-CAM, Grad-CAM++, LayerCAM where they exist."""
+    picked = [m for m in PREFERRED_DEFAULT_METHODS if m in explainers.METHODS and not available.get(m)]
+    if not picked:
+        picked = [m for m, info in explainers.METHODS.items() if not info.slow and not available.get(m)][:2]
+    return picked
+
+
+def availability_note(available: dict[str, str | None]) -> str:
+    """Markdown listing the methods that do not apply to this model/layer, with the reason."""
+    lines = [f"- **{explainers.METHODS[m].title}**: {reason}" for m, reason in available.items() if reason]
+    if not lines:
+        return ""
+    return "Not available for this model and layer:\n" + "\n".join(lines)
+
+
+def methods_help() -> str:
+    """Markdown table: one line per method (what it shows, paper)."""
+    rows = ["| Method | Family | What it shows | Paper |", "|---|---|---|---|"]
+    for info in explainers.METHODS.values():
+        flags = []
+        if info.slow:
+            flags.append("slow")
+        if not info.counterfactual:
+            flags.append("no “why not” form")
+        extra = f" *({', '.join(flags)})*" if flags else ""
+        rows.append(f"| **{info.title}** | {info.kind} | {info.summary}{extra} | {info.paper} |")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _payload_path(payload: Any) -> tuple[str | None, bytes | None, str]:
+    """(path, bytes, display name) from a raw Gradio image payload, a path or a FileData."""
+    if payload is None:
+        return None, None, ""
+    if isinstance(payload, (str, Path)):
+        return str(payload), None, Path(payload).name
+    if not isinstance(payload, dict):
+        payload = {k: getattr(payload, k, None) for k in ("path", "url", "orig_name")}
+    name = payload.get("orig_name") or Path(payload.get("path") or "image").name
+    url = payload.get("url") or ""
+    if not payload.get("path") and url.startswith("data:"):
+        try:
+            return None, base64.b64decode(url.split(",", 1)[1]), name
+        except (IndexError, binascii.Error) as err:
+            raise UserError("The pasted image could not be decoded. Please try another one.") from err
+    return payload.get("path"), None, name
+
+
+def load_image(payload: Any) -> Image.Image:
+    """Open the user's image (upload, paste, webcam, example) as RGB, with friendly errors.
+
+    Accepts a raw Gradio image payload (dict with ``path``/``url``/``orig_name``), a FileData,
+    or a file path. Raises UserError for a missing image, a non-image file, or one larger than
+    MAX_PIXELS.
+    """
+    path, data, name = _payload_path(payload)
+    if path is None and data is None:
+        raise UserError("Please give an image first: upload one, paste it, use the webcam, "
+                        "or click one of the examples.")
+    source = io.BytesIO(data) if data is not None else path
+    try:
+        with Image.open(source) as im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise UserError(
+                    f"“{name}” is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
+                    f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please use a smaller image.")
+            im.seek(0)
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                flat = Image.new("RGB", rgba.size, (255, 255, 255))
+                flat.paste(rgba, mask=rgba.getchannel("A"))
+                return flat
+            return im.convert("RGB")
+    except UnidentifiedImageError as err:
+        raise UserError(f"“{name}” is not an image this app can read. Please use a JPEG, PNG, "
+                        "WebP, BMP, GIF or TIFF picture.") from err
+    except Image.DecompressionBombError as err:
+        raise UserError(f"“{name}” is too large to open safely (over "
+                        f"{MAX_PIXELS / 1e6:.0f} megapixels). Please use a smaller image.") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(f"“{name}” could not be read; the file may be damaged or cut short.") from err
+
+
+def parse_classes(classifier: models.Classifier, entries: Any) -> list[int]:
+    """Class indices from dropdown entries ("281: tabby"), plain indices or names.
+
+    Names go through Classifier.search_classes (first match). A comma-separated string is
+    accepted too, for API callers.
+    """
+    if entries is None:
+        return []
+    if isinstance(entries, str):
+        entries = re.split(r"[,;\n]", entries)
+    elif isinstance(entries, int):
+        entries = [entries]
+    out: list[int] = []
+    for entry in entries:
+        text = str(entry).strip()
+        if not text:
+            continue
+        match = re.match(r"^(\d+)\s*(:.*)?$", text)
+        if match:
+            index = int(match.group(1))
+            if not 0 <= index < classifier.num_classes:
+                raise UserError(f"Class {index} does not exist: {classifier.name} has classes "
+                                f"0 to {classifier.num_classes - 1}.")
+        else:
+            found = classifier.search_classes(text, limit=1)
+            if not found:
+                raise UserError(f"No class of {classifier.name} matches “{text}”.")
+            index = int(found[0][0])
+        if index not in out:
+            out.append(index)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Results: raw maps kept in gr.State, rendered on demand
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tile:
+    """One computed map and what its label needs."""
+
+    method: str
+    target: int
+    map: np.ndarray
+    raw: np.ndarray
+    probability: float
+    seconds: float
+    counterfactual: bool
+
+
+@dataclass
+class Result:
+    """Everything one run computed; re-rendering needs nothing else."""
+
+    model: str
+    layer: str | None
+    device: str
+    crop: Image.Image
+    methods: list[str]
+    targets: list[int]
+    labels: dict[int, str]
+    tiles: dict[tuple[str, int], Tile]
+    predictions: list[tuple[int, str, float]]
+    counterfactual: bool
+    seconds: float
+    finished: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
+    npz_path: str | None = None
+
+
+def compute(image: Image.Image, model_name: str, layer: str | None, methods: list[str],
+            top_k: int, classes: list[int], counterfactual: bool,
+            progress: Callable[[float, str], None] | None = None) -> Result:
+    """Run the engine once for all (class, method) pairs and collect the raw maps."""
+    global ENGINE_CALLS
+    classifier = get_model(model_name)
+    crop = classifier.crop(image)
+    x = classifier.preprocess(image)
+    if not top_k and not classes:  # explain_image refuses this earlier
+        raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
+    start = time.perf_counter()
+    with _model_lock(model_name):
+        ENGINE_CALLS += 1
+        # One engine call: the top-k classes (known after its forward pass), then the chosen ones.
+        explanation = explainers.explain(classifier, x, methods, top_k=top_k or None,
+                                         targets=classes or None, layer=layer,
+                                         counterfactual=counterfactual, progress=progress)
+    maps = explanation.maps
+    targets = explanation.targets[0]
+    seconds = time.perf_counter() - start
+    tiles = {(m.method, int(m.target)): Tile(m.method, int(m.target), np.asarray(m.map, np.float32),
+                                             np.asarray(m.raw, np.float32), float(m.probability),
+                                             float(m.seconds), bool(m.counterfactual))
+             for m in maps if m.image == 0}
+    predictions = [(int(c), classifier.labels[int(c)], float(p))
+                   for c, p in explanation.top(max(5, top_k))]
+    return Result(model=model_name, layer=explanation.layer, device=explanation.device, crop=crop,
+                  methods=list(methods), targets=targets,
+                  labels={t: classifier.labels[t] for t in targets}, tiles=tiles,
+                  predictions=predictions, counterfactual=counterfactual, seconds=seconds)
+
+
+def _display_maps(result: Result, shared: bool) -> dict[tuple[str, int], np.ndarray]:
+    """The [0, 1] map to draw per tile: each map on its own scale, or one scale per method.
+
+    A shared scale is applied per method (across classes): raw values of different methods
+    are in different units, so only the same method's maps are comparable.
+    """
+    if not shared:
+        return {key: tile.map for key, tile in result.tiles.items()}
+    out = {}
+    for method in result.methods:
+        keys = [(method, t) for t in result.targets if (method, t) in result.tiles]
+        if keys:
+            for key, scaled in zip(keys, rendering.shared_scale([result.tiles[k].raw for k in keys])):
+                out[key] = scaled
+    return out
+
+
+def tile_caption(result: Result, tile: Tile) -> str:
+    """"Grad-CAM · tabby · 41.2% · 0.05 s" (with "why not" for counterfactual maps)."""
+    title = explainers.METHODS[tile.method].title
+    if tile.counterfactual:
+        title += " (why not)"
+    return (f"{title} · {result.labels[tile.target]} · {tile.probability:.1%} · "
+            f"{tile.seconds:.2f} s")
+
+
+def row_label(result: Result, target: int) -> str:
+    """"281 tabby (41.2%)" for the grid's row headers."""
+    probability = next((t.probability for (m, c), t in result.tiles.items() if c == target), None)
+    suffix = f" ({probability:.1%})" if probability is not None else ""
+    return f"{result.labels[target]}{suffix}"
+
+
+@dataclass
+class Rendered:
+    """The drawn result: per-tile overlays and the whole grid (PIL images)."""
+
+    overlays: dict[tuple[str, int], Image.Image]
+    grid: Image.Image
+    columns: int
+
+
+def render(result: Result, colormap: str, opacity: float, shared: bool) -> Rendered:
+    """Draw every map over the cropped input (no engine call)."""
+    maps = _display_maps(result, shared)
+    overlays: dict[tuple[str, int], Image.Image] = {}
+    rows: list[list[Image.Image | None]] = []
+    captions: list[list[str]] = []
+    for target in result.targets:
+        row: list[Image.Image | None] = [result.crop]
+        row_captions = [f"class {target}"]
+        for method in result.methods:
+            tile = result.tiles.get((method, target))
+            if tile is None:
+                row.append(None)
+                row_captions.append("")
+                continue
+            picture = rendering.overlay(result.crop, maps[(method, target)], colormap=colormap,
+                                        opacity=float(opacity))
+            overlays[(method, target)] = picture
+            row.append(picture)
+            row_captions.append(f"{tile.seconds:.2f} s")
+        rows.append(row)
+        captions.append(row_captions)
+    col_labels = ["Input"] + [explainers.METHODS[m].title + (" (why not)" if result.counterfactual
+                                                             else "") for m in result.methods]
+    title = f"{result.model} · layer {result.layer}" if result.layer else result.model
+    grid = rendering.grid(rows, [row_label(result, t) for t in result.targets], col_labels,
+                          title=title, tile_captions=captions)
+    return Rendered(overlays, grid, columns=len(result.methods) + 1)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "x"
+
+
+def prune_downloads(root: Path = ARCHIVE_ROOT, max_age_s: float = ARCHIVE_MAX_AGE_S,
+                    max_dirs: int = ARCHIVE_MAX_DIRS) -> None:
+    """Delete download folders older than max_age_s, then the oldest beyond max_dirs."""
+    if not root.is_dir():
+        return
+    dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    now = time.time()
+    for index, path in enumerate(dirs):
+        if now - path.stat().st_mtime > max_age_s or index < len(dirs) - max_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _new_folder() -> Path:
+    """A fresh per-request folder under ARCHIVE_ROOT (old ones pruned first: bounded disk use)."""
+    ARCHIVE_ROOT.mkdir(parents=True, exist_ok=True)
+    prune_downloads()
+    return Path(tempfile.mkdtemp(prefix="run-", dir=ARCHIVE_ROOT))
+
+
+def _npz_file(result: Result, folder: Path) -> Path:
+    """The raw maps as .npz: written once per result, reused by every re-render."""
+    if result.npz_path and Path(result.npz_path).is_file():
+        return Path(result.npz_path)
+    arrays: dict[str, np.ndarray] = {}
+    for (method, target), tile in result.tiles.items():
+        arrays[f"{method}__{target}__map"] = tile.map
+        arrays[f"{method}__{target}__raw"] = tile.raw
+    path = folder / "maps.npz"
+    np.savez_compressed(path, **arrays)
+    result.npz_path = str(path)
+    return path
+
+
+@dataclass
+class Saved:
+    """A rendered result on disk: gallery items (path, caption), the grid and the zip."""
+
+    gallery: list[tuple[str, str]]
+    grid: str
+    archive: str
+    columns: int
+
+
+def save_rendered(result: Result, rendered: Rendered, colormap: str, opacity: float,
+                  shared: bool) -> Saved:
+    """Write the tiles (PNG), the grid and one zip (overlays, grid, raw maps, predictions)."""
+    folder = _new_folder()
+    (folder / "overlays").mkdir()
+
+    def png(picture: Image.Image, name: str) -> str:
+        path = folder / name
+        picture.save(path, format="PNG", compress_level=1)
+        return str(path)
+
+    input_png = png(result.crop, "input.png")
+    grid_png = png(rendered.grid, "grid.png")
+    gallery: list[tuple[str, str]] = []
+    files: dict[str, str] = {"input.png": input_png, "grid.png": grid_png}
+    entries = []
+    for target in result.targets:
+        gallery.append((input_png, f"Input · {result.labels[target]} (class {target})"))
+        for method in result.methods:
+            picture = rendered.overlays.get((method, target))
+            if picture is None:
+                continue
+            tile = result.tiles[(method, target)]
+            name = f"overlays/{_safe_name(method)}__{target}_{_safe_name(result.labels[target])}.png"
+            files[name] = png(picture, name)
+            gallery.append((files[name], tile_caption(result, tile)))
+            entries.append({"method": method, "title": explainers.METHODS[method].title,
+                            "class": target, "label": result.labels[target],
+                            "probability": tile.probability, "seconds": round(tile.seconds, 4),
+                            "counterfactual": tile.counterfactual, "overlay": name,
+                            "npz_keys": [f"{method}__{target}__map", f"{method}__{target}__raw"]})
+    files["maps.npz"] = str(_npz_file(result, folder))
+    info = {"model": result.model, "layer": result.layer, "device": result.device,
+            "counterfactual": result.counterfactual,
+            "top_predictions": [{"class": c, "label": label, "probability": p}
+                                for c, label, p in result.predictions],
+            "explained_classes": result.targets, "methods": result.methods,
+            "maps": entries, "seconds": round(result.seconds, 4),
+            "display": {"colormap": colormap, "opacity": opacity, "shared_scale": shared}}
+    archive = folder / f"explanations-{_safe_name(result.model)}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # PNG and npz are compressed already
+        for name, path in files.items():
+            zf.write(path, name, compress_type=zipfile.ZIP_STORED)
+        zf.writestr("predictions.json", json.dumps(info, indent=2),
+                    compress_type=zipfile.ZIP_DEFLATED)
+    return Saved(gallery, grid_png, str(archive), rendered.columns)
+
+
+def predictions_label(result: Result) -> dict[str, float]:
+    """{label: probability} of the top predictions, for gr.Label (duplicate names get an index)."""
+    out: dict[str, float] = {}
+    for index, label, probability in result.predictions:
+        key = label if label not in out else f"{label} ({index})"
+        out[key] = probability
+    return out
+
+
+def status_line(result: Result) -> str:
+    """The "computed" stamp: maps, time, device, model, layer, clock time."""
+    count = len(result.tiles)
+    where = "GPU" if str(result.device).startswith("cuda") else str(result.device).upper()
+    layer = f" · layer `{result.layer}`" if result.layer else ""
+    return (f"**{count} map{'s' if count != 1 else ''}** in {result.seconds:.2f} s on {where} · "
+            f"{result.model}{layer} · computed at {result.finished}")
+
+
+# --------------------------------------------------------------------------------------------
+# Event handlers (what the UI and the API call)
+# --------------------------------------------------------------------------------------------
+
+
+def friendly_errors(action: str) -> Callable:
+    """Decorator: turn errors into gr.Error messages a person understands (never a traceback)."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except (UserError, models.ModelError, explainers.ExplainerError) as err:
+                raise gr.Error(str(err), title=f"Could not {action}", print_exception=False) from None
+            except MemoryError:
+                raise gr.Error("The server ran out of memory. Try fewer classes or methods, or a "
+                               "smaller model.", title=f"Could not {action}",
+                               print_exception=False) from None
+            except Exception:
+                log.exception("unexpected error while trying to %s", action)
+                raise gr.Error("Something unexpected went wrong on the server; the details are "
+                               "in its log. Please try again or change the settings.",
+                               title=f"Could not {action}", print_exception=False) from None
+        return inner
+
+    return wrap
+
+
+@friendly_errors("load the model")
+def on_model_change(model: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+    """Load the chosen model (a download shows progress) and rebuild layers, methods, classes."""
+    progress(0, desc=f"Loading {model}…")
+    classifier = get_model(model)
+    available = method_availability(classifier, classifier.default_layer)
+    return (gr.Dropdown(choices=layer_choices(classifier), value=classifier.default_layer),
+            gr.CheckboxGroup(choices=method_choices(available), value=default_methods(available)),
+            gr.Dropdown(choices=class_choices(classifier), value=[], multiselect=True),
+            availability_note(available))
+
+
+@friendly_errors("check the layer")
+def on_layer_change(model: str, layer: str, methods: list[str] | None) -> tuple:
+    """Re-check which methods apply to this layer; drop selected ones that no longer do."""
+    classifier = get_model(model)
+    available = method_availability(classifier, layer)
+    kept = [m for m in (methods or []) if m in available and not available[m]]
+    return gr.CheckboxGroup(choices=method_choices(available), value=kept), availability_note(available)
+
+
+def on_upload(image: Any) -> Any:
+    """Check an upload at once: a file that is not a usable image is reported and cleared."""
+    if image is None:
+        return gr.skip()
+    try:
+        load_image(image)
+    except UserError as err:
+        gr.Warning(str(err), title="Not a usable image", duration=15)
+        return None
+    return gr.skip()
+
+
+def _usable_methods(classifier: models.Classifier, layer: str | None, methods: list[str],
+                    counterfactual: bool) -> list[str]:
+    if not methods:
+        raise UserError("Please tick at least one method.")
+    unknown = [m for m in methods if m not in explainers.METHODS]
+    if unknown:
+        raise UserError(f"Unknown method(s): {', '.join(unknown)}. Choose from: "
+                        f"{', '.join(explainers.METHODS)}.")
+    available = method_availability(classifier, layer)
+    skipped = [f"{explainers.METHODS[m].title} ({available[m]})" for m in methods if available[m]]
+    usable = [m for m in methods if not available[m]]
+    if counterfactual:
+        no_cf = [m for m in usable if not explainers.METHODS[m].counterfactual]
+        skipped += [f"{explainers.METHODS[m].title} (has no “why not” form)" for m in no_cf]
+        usable = [m for m in usable if m not in no_cf]
+    if not usable:
+        raise UserError("None of the chosen methods applies here: " + "; ".join(skipped) + ".")
+    if skipped:
+        gr.Warning("Skipped: " + "; ".join(skipped) + ".", title="Some methods were skipped")
+    return usable
+
+
+@friendly_errors("explain the image")
+def explain_image(image: Any, model: str = DEFAULT_MODEL, layer: str | None = None,
+                  methods: list[str] | None = None, top_k: float = DEFAULT_TOP_K,
+                  classes: list[str] | str | None = None, counterfactual: bool = False,
+                  colormap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
+                  shared_scale: bool = False,
+                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+    """Explain why the model predicts what it does: the app's main function (api_name="explain").
+
+    Args:
+        image: the picture (a file path through the API).
+        model: a name from models.available_models().
+        layer: the layer CAM methods look at; empty for the model's default.
+        methods: method names from explainers.METHODS, e.g. ["gradcam", "layercam"].
+        top_k: explain the k most probable classes (0 to explain only `classes`).
+        classes: extra classes to explain: "281: tabby", "281" or a name such as "espresso".
+        counterfactual: "why not" maps (regions speaking against the class).
+        colormap, opacity, shared_scale: how the maps are drawn.
+
+    Returns:
+        (gallery tiles with captions, top predictions, zip of everything, status line,
+        the grid as one image, the raw result for re-rendering; not part of the API).
+    """
+    img = load_image(image)
+    top_k = int(top_k or 0)
+    if not 0 <= top_k <= MAX_CLASSES:
+        raise UserError(f"Top-k must be between 0 and {MAX_CLASSES}.")
+    progress(0, desc=f"Loading {model}…")
+    classifier = get_model(model or DEFAULT_MODEL)
+    layer = layer or classifier.default_layer
+    if layer not in {info.name for info in classifier.layers}:
+        raise UserError(f"{classifier.name} has no layer “{layer}”. Pick one from the list; the "
+                        f"default is {classifier.default_layer}.")
+    chosen = parse_classes(classifier, classes)
+    if top_k == 0 and not chosen:
+        raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
+    usable = _usable_methods(classifier, layer, list(methods or []), bool(counterfactual))
+    n_classes = top_k + len(chosen)
+    if n_classes > MAX_CLASSES:
+        raise UserError(f"That is {n_classes} classes; at most {MAX_CLASSES} per run.")
+    if n_classes * len(usable) > MAX_MAPS:
+        raise UserError(f"That is {n_classes * len(usable)} maps; at most {MAX_MAPS} per run. "
+                        "Pick fewer methods or classes.")
+
+    def report(fraction: float, message: str = "") -> None:
+        progress(max(0.0, min(1.0, float(fraction))), desc=message or "Explaining…")
+
+    result = compute(img, classifier.name, layer, usable, top_k, chosen, bool(counterfactual),
+                     progress=report)
+    gallery, grid, archive = _present(result, colormap, opacity, shared_scale)
+    return gallery, predictions_label(result), archive, status_line(result), grid, result
+
+
+def _present(result: Result, colormap: str, opacity: float, shared: bool) -> tuple:
+    """(gallery update, grid image path, zip path) for a result."""
+    colormap = colormap or DEFAULT_COLORMAP
+    opacity = DEFAULT_OPACITY if opacity is None else float(opacity)
+    rendered = render(result, colormap, opacity, bool(shared))
+    saved = save_rendered(result, rendered, colormap, opacity, bool(shared))
+    return saved.gallery, saved.grid, saved.archive
+
+
+@friendly_errors("redraw the maps")
+def rerender(result: Result | None, colormap: str, opacity: float, shared_scale: bool) -> tuple:
+    """Redraw with another colormap/opacity/scale; the engine does not run again."""
+    if result is None:
+        return gr.skip(), gr.skip(), gr.skip()
+    gallery, grid, archive = _present(result, colormap, opacity, shared_scale)
+    return gallery, grid, archive
+
+
+def gallery_layout(result: Result | None) -> Any:
+    """One gallery column per method plus the input: each row of tiles is one class."""
+    if result is None:
+        return gr.skip()
+    return gr.Gallery(columns=len(result.methods) + 1)
+
+
+def explain_outputs_order() -> list[str]:
+    """Names of explain_image's outputs in order (documentation for API users and tests)."""
+    return ["gallery", "predictions", "download", "status", "grid", "state"]
+
+
+# --------------------------------------------------------------------------------------------
+# Layout
+# --------------------------------------------------------------------------------------------
+
+CSS = """
+#header {display: flex; justify-content: space-between; align-items: flex-end; gap: 1rem;
+         padding: 0.25rem 0 0.5rem 0; border-bottom: 1px solid var(--border-color-primary);}
+#header h1 {margin: 0; font-size: 1.7rem; font-weight: 700;}
+#header p {margin: 0.2rem 0 0 0; color: var(--body-text-color-subdued);}
+#device-badge {white-space: nowrap; font-size: 0.85rem; padding: 0.25rem 0.7rem;
+               border-radius: 999px; background: var(--background-fill-secondary);
+               border: 1px solid var(--border-color-primary);}
+#status {min-height: 1.5rem;}
+#run {font-size: 1.05rem;}
+#results .caption-label {white-space: normal; overflow: visible; text-overflow: clip;
+                         font-size: 0.72rem; line-height: 1.2; max-width: calc(100% - 8px);}
+#legend {display: flex; align-items: center; gap: 0.5rem; font-size: 0.8rem;
+         color: var(--body-text-color-subdued);}
+#legend img {height: 12px; flex: 1; min-width: 60px; border-radius: 3px;}
+"""
+
+
+def example_files() -> list[Path]:
+    """The example pictures in assets/, composite (two objects) first."""
+    files = sorted(ASSETS.glob("*.jpg"), key=lambda p: (p.stem != "cat_and_coffee", p.stem))
+    return files
+
+
+def _example_label(path: Path) -> str:
+    return path.stem.replace("_", " ").replace("and", "+")
+
+
+def legend_html(colormap: str) -> str:
+    """A colour bar for the chosen colormap: low → high."""
+    buffer = io.BytesIO()
+    rendering.colorbar(colormap, width=256, height=12).save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f"<div id='legend'><span>low</span><img alt='{colormap} colour scale' "
+            f"src='data:image/png;base64,{data}'><span>high</span></div>")
+
+
+def build_app() -> gr.Blocks:
+    """Build the Gradio Blocks UI (not launched). Loads the default model once."""
+    classifier = get_model(DEFAULT_MODEL)
+    available = method_availability(classifier, classifier.default_layer)
+    model_names = [name for _, name in model_choices()]
+    first_methods = default_methods(available)
+
+    with gr.Blocks(title="Why did the model say that? · Visual explanations",
+                   delete_cache=(1800, 3600), analytics_enabled=False) as demo:
+        gr.HTML(
+            "<div id='header'><div><h1>Why did the model say that?</h1>"
+            "<p>See which pixels made an ImageNet classifier choose a class: 15 explanation "
+            "methods (Grad-CAM, Score-CAM, Integrated Gradients, …) side by side.</p></div>"
+            f"<div id='device-badge'>Running on {device_summary()}</div></div>")
+        state = gr.State(None, time_to_live=ARCHIVE_MAX_AGE_S)
+        with gr.Row(equal_height=False):
+            # ---------------- inputs ----------------
+            with gr.Column(scale=4, min_width=360):
+                image = gr.Image(label="Image: upload, paste or webcam", type="filepath",
+                                 sources=["upload", "clipboard", "webcam"], height=260,
+                                 elem_id="input-image")
+                examples = gr.Examples(examples=[[str(p)] for p in example_files()], inputs=[image],
+                                       example_labels=[_example_label(p) for p in example_files()],
+                                       label="Examples (click to run)", examples_per_page=8,
+                                       elem_id="examples")
+                with gr.Group():
+                    model = gr.Dropdown(choices=model_choices(),
+                                        value=DEFAULT_MODEL if DEFAULT_MODEL in model_names
+                                        else model_names[0],
+                                        label="Model", elem_id="model")
+                    layer = gr.Dropdown(choices=layer_choices(classifier),
+                                        value=classifier.default_layer,
+                                        label="Layer (for CAM methods; default: last before pooling)",
+                                        elem_id="layer")
+                methods = gr.CheckboxGroup(choices=method_choices(available), value=first_methods,
+                                           label="Methods", elem_id="methods",
+                                           info="“slow” methods run the network many times "
+                                                "(a progress bar shows)")
+                note = gr.Markdown(availability_note(available), elem_id="method-note")
+                with gr.Row(equal_height=True):
+                    top_k = gr.Slider(0, MAX_CLASSES, value=DEFAULT_TOP_K, step=1,
+                                      label="Top-k predictions to explain", elem_id="topk", scale=3)
+                    counterfactual = gr.Checkbox(False, label="Why not?", elem_id="counterfactual",
+                                                 info="counterfactual maps", scale=2)
+                classes = gr.Dropdown(choices=class_choices(classifier), value=[], multiselect=True,
+                                      max_choices=MAX_CLASSES, filterable=True,
+                                      label="…and/or these classes",
+                                      info="Type part of a name, e.g. “tabby” or “espresso”",
+                                      elem_id="classes")
+                run = gr.Button("Explain", variant="primary", size="lg", elem_id="run")
+            # ---------------- results ----------------
+            with gr.Column(scale=7, min_width=480):
+                status = gr.Markdown("Pick an image (or click an example) and press **Explain**.",
+                                     label="Status", elem_id="status")
+                with gr.Row(equal_height=False):
+                    predictions = gr.Label(label="Predictions", elem_id="predictions", scale=3)
+                    with gr.Column(scale=2, min_width=240, variant="panel"):
+                        colormap = gr.Dropdown(choices=rendering.colormaps(), value=DEFAULT_COLORMAP,
+                                               label="Colormap", elem_id="colormap")
+                        legend = gr.HTML(legend_html(DEFAULT_COLORMAP))
+                        opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05,
+                                            label="Overlay opacity", elem_id="opacity")
+                        shared = gr.Checkbox(False, label="One scale across classes",
+                                             info="per method, so class maps compare",
+                                             elem_id="shared-scale")
+                with gr.Tabs():
+                    with gr.Tab("Maps"):
+                        gallery = gr.Gallery(label="Maps: one row per class, one column per "
+                                                   "method (click to enlarge)",
+                                             columns=len(first_methods) + 1, height="auto",
+                                             object_fit="contain", format="png",
+                                             allow_preview=True, interactive=False,
+                                             buttons=["download", "fullscreen"], elem_id="results")
+                    with gr.Tab("Grid image"):
+                        grid = gr.Image(label="All maps in one image", type="pil", format="png",
+                                        interactive=False, elem_id="grid")
+                download = gr.File(label="Download everything (zip: overlays, grid, raw maps, "
+                                         "predictions)", interactive=False,
+                                   elem_id="download")
+        with gr.Accordion("What do these methods mean?", open=False, elem_id="methods-help"):
+            gr.Markdown(methods_help())
+            gr.Markdown("Maps are computed on the centre crop the model actually sees (the "
+                        "*Input* tile). CAM-family methods look at the chosen layer; gradient "
+                        "methods at the pixels. “Why not?” shows the evidence against a class.")
+
+        explain_inputs = [image, model, layer, methods, top_k, classes, counterfactual,
+                          colormap, opacity, shared]
+        explain_out = [gallery, predictions, download, status, grid, state]
+        layout = dict(fn=gallery_layout, inputs=[state], outputs=[gallery], queue=False,
+                      api_visibility="private")
+        run.click(explain_image, explain_inputs, explain_out, api_name="explain",
+                  preprocess=False, concurrency_id="engine").success(**layout)
+        examples.load_input_event.then(explain_image, explain_inputs, explain_out,
+                                       preprocess=False, concurrency_id="engine",
+                                       api_visibility="private").success(**layout)
+        image.upload(on_upload, [image], [image], preprocess=False, api_visibility="private",
+                     concurrency_id="render", concurrency_limit=4, show_progress="hidden")
+        model.change(on_model_change, [model], [layer, methods, classes, note],
+                     api_visibility="private", concurrency_id="models")
+        layer.change(on_layer_change, [model, layer, methods], [methods, note],
+                     api_visibility="private", concurrency_id="models")
+        display_in = [state, colormap, opacity, shared]
+        display_out = [gallery, grid, download]
+        render_events = dict(api_visibility="private", concurrency_id="render",
+                             concurrency_limit=4, show_progress="minimal")
+        colormap.change(rerender, display_in, display_out, **render_events)
+        colormap.change(legend_html, [colormap], [legend], api_visibility="private", queue=False)
+        opacity.change(rerender, display_in, display_out, trigger_mode="always_last",
+                       **render_events)
+        shared.change(rerender, display_in, display_out, **render_events)
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           **kwargs: Any) -> Any:
+    """Launch with the app's theme, CSS and upload limit (Gradio 6 takes them in launch())."""
+    return demo.launch(server_name=host, server_port=port, share=share,
+                       max_file_size=MAX_FILE_SIZE, theme=gr.themes.Soft(primary_hue="indigo"),
+                       css=CSS, footer_links=["api"], show_error=False,
+                       state_session_capacity=256, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: python app.py [--host H] [--port P] [--share]."""
+    parser = argparse.ArgumentParser(description="Visual explanations of ImageNet classifiers "
+                                                 "(Gradio web app).")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also create a public Gradio share link")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    launch(build_app(), host=args.host, port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

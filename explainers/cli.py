@@ -1,0 +1,466 @@
+"""Command line: explain the predictions of an ImageNet classifier on image files.
+
+    python -m explainers IMAGE... [--model NAME] [--methods gradcam,scorecam] [--top-k 3 | --targets 281,tabby]
+                         [--layer NAME] [--counterfactual] [--shared-scale] [--colormap jet] [--opacity 0.5]
+                         [--device cpu|cuda] [--out DIR]
+    python -m explainers --list-models | --list-methods | --list-layers [--model NAME]
+
+For each image it writes into DIR (and nowhere else):
+    <stem>_<method>_<class>.png   one overlay per (method, class)
+    <stem>_grid.png               rows = classes, columns = the input + one per method
+    <stem>_maps.npz               "<method>/<class>/map" (in [0, 1]) and "<method>/<class>/raw" arrays
+    <stem>.json                   model, layer, device, top-5 predictions, targets, methods, timings
+Exit status: 0 all done, 1 some image could not be read or explained, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+import explainers
+import models
+from explainers import rendering
+
+DEFAULT_MODEL = "efficientnet_lite0"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_IMAGE_PIXELS = 64_000_000  # larger images (or decompression bombs) are refused
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A bad argument: reported on one line, exit status 2."""
+
+
+class BadImage(Exception):
+    """An input that is not a readable image: reported, skipped, exit status 1 at the end."""
+
+
+# --------------------------------------------------------------------------- arguments
+
+def _opacity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m explainers",
+        description="Visual explanations (CAM family, Score-CAM, guided backprop, ...) of an "
+                    "ImageNet classifier's predictions on image files.",
+        epilog="Exit status: 0 done, 1 some image failed (the others are written), 2 bad arguments.")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files, or directories (their %s files, sorted)"
+                        % "/".join(s[1:] for s in IMAGE_SUFFIXES))
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; see --list-models)")
+    p.add_argument("--methods", default="gradcam",
+                   help="comma-separated method names, or 'all' (default gradcam; see --list-methods)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
+                       help="explain the K top predictions of each image (default 1)")
+    which.add_argument("--targets", metavar="CLASSES",
+                       help="comma-separated classes to explain instead: indices (281) or names (tabby)")
+    p.add_argument("--layer", help="target layer of the CAM methods (default: the model's; see --list-layers)")
+    p.add_argument("--counterfactual", action="store_true",
+                   help="'why not' maps: the evidence against each class")
+    p.add_argument("--shared-scale", action="store_true",
+                   help="one colour scale per method across the classes of an image, "
+                        "so that their strengths compare (default: each map scaled on its own)")
+    p.add_argument("--colormap", default="jet", choices=rendering.colormaps())
+    p.add_argument("--opacity", type=_opacity, default=0.5,
+                   help="heat-map opacity over the image, 0 to 1 (default 0.5)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--out", default="explanations", metavar="DIR",
+                   help="output directory, created if needed (default ./explanations)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    p.add_argument("--list-models", action="store_true", help="list the models and exit")
+    p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
+    p.add_argument("--list-layers", action="store_true", help="list the layers of --model and exit")
+    return p
+
+
+def split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def resolve_methods(text: str) -> list[str]:
+    """Method names from "gradcam,LayerCAM" or "all"; guided_<cam> fusions are accepted too."""
+    names = split_list(text)
+    if [n.lower() for n in names] == ["all"]:
+        return list(explainers.METHODS)
+    if not names:
+        raise UsageError("--methods: no method given")
+    known = {name.lower(): name for name in explainers.METHODS}
+    methods = []
+    for name in names:
+        method = known.get(name.lower(), name)
+        try:
+            explainers.method_info(method)
+        except explainers.ExplainerError:
+            raise UsageError(f"unknown method {name!r}{_suggest(name.lower(), known)}; "
+                             f"choose from: {', '.join(explainers.METHODS)}") from None
+        if method not in methods:
+            methods.append(method)
+    return methods
+
+
+def resolve_targets(classifier, text: str) -> list[int]:
+    """Class indices from "281,tabby,tiger cat": an index, or a name found by search_classes."""
+    targets = []
+    for item in split_list(text):
+        if re.fullmatch(r"[+-]?\d+", item):
+            index = int(item)
+            if not 0 <= index < classifier.num_classes:
+                raise UsageError(f"class index {index} out of range 0..{classifier.num_classes - 1}")
+        else:
+            index = _class_by_name(classifier, item)
+        if index not in targets:
+            targets.append(index)
+    if not targets:
+        raise UsageError("--targets: no class given")
+    return targets
+
+
+def _class_by_name(classifier, name: str) -> int:
+    exact = [i for i, label in enumerate(classifier.labels) if label.lower() == name.lower()]
+    if len(exact) == 1:
+        return exact[0]
+    hits = classifier.search_classes(name)
+    if len(hits) == 1:
+        return hits[0][0]
+    if not hits:
+        raise UsageError(f"unknown class {name!r} (give an index 0..{classifier.num_classes - 1} or a name)")
+    shown = "; ".join(f"{i} {label}" for i, label in hits[:6]) + ("; ..." if len(hits) > 6 else "")
+    raise UsageError(f"ambiguous class {name!r}: {shown} (use an index)")
+
+
+def check_layer(classifier, layer: str | None) -> None:
+    if layer is None:
+        return
+    names = [info.name for info in classifier.layers]
+    if layer not in names:
+        raise UsageError(f"unknown layer {layer!r} for {classifier.name}{_suggest(layer, names)}; "
+                         f"see --list-layers")
+
+
+def check_methods(classifier, methods: list[str], layer: str | None, counterfactual: bool) -> None:
+    if counterfactual:
+        without = [m for m in methods if not explainers.method_info(m).counterfactual]
+        if without:
+            raise UsageError(f"no counterfactual form for: {', '.join(without)}")
+    reasons = explainers.availability(classifier, layer)
+    for method in methods:
+        if reasons.get(method):
+            raise UsageError(f"method {method!r} cannot run on {classifier.name}: {reasons[method]}")
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+# --------------------------------------------------------------------------- listings
+
+def list_models(out) -> None:
+    for info in models.available_models():
+        h, w = info.input_size
+        ready = "ready" if info.ready else "download needed"
+        print(f"{info.name:<24} {info.source:<12} {w}x{h:<5} {ready:<16} {info.description}", file=out)
+
+
+def list_methods(out) -> None:
+    for name, info in explainers.METHODS.items():
+        flags = ", ".join(f for f, on in (("slow", info.slow), ("counterfactual", info.counterfactual)) if on)
+        print(f"{name:<16} {info.title:<22} {info.kind:<15} {flags:<21} {info.summary}", file=out)
+
+
+def list_layers(classifier, out) -> None:
+    for info in classifier.layers:
+        mark = "*" if info.name == classifier.default_layer else " "
+        shape = "x".join(str(s) for s in info.shape)
+        print(f"{mark} {info.name:<40} {shape:<16} {info.kind}", file=out)
+
+
+# --------------------------------------------------------------------------- inputs
+
+def expand_inputs(paths: Sequence[str]) -> list[Path]:
+    """Files as given; directories replaced by their images (sorted, not recursive)."""
+    files, seen = [], set()
+    for text in paths:
+        path = Path(text)
+        found = (sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                 if path.is_dir() else [path])
+        for file in found:
+            if file.resolve() not in seen:  # the same file named twice is done once
+                seen.add(file.resolve())
+                files.append(file)
+    return files
+
+
+def load_image(path: Path) -> Image.Image:
+    """An RGB image, EXIF orientation applied; BadImage with a short reason otherwise."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise Image.DecompressionBombError(im.size)
+                im.load()
+                image = ImageOps.exif_transpose(im).convert("RGB")
+    except FileNotFoundError:
+        raise BadImage("no such file") from None
+    except IsADirectoryError:
+        raise BadImage("is a directory") from None
+    except PermissionError:
+        raise BadImage("permission denied") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image (unknown format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"too large (more than {MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BadImage(f"unreadable image ({error})") from None
+    if image.width < 2 or image.height < 2:
+        raise BadImage(f"too small ({image.width}x{image.height})")
+    return image
+
+
+def safe_name(text: str, fallback: str = "x") -> str:
+    """Letters, digits, '.', '-' and '_' only; '+' spelled 'p' (gradcam++ -> gradcampp)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text).replace("+", "p")).strip("._")
+    return name[:80] or fallback
+
+
+# --------------------------------------------------------------------------- outputs
+
+def map_key(m) -> str:
+    return f"{m.method}{'-cf' if m.counterfactual else ''}/{m.target}"
+
+
+def write_outputs(out_dir: Path, stem: str, source: Path, classifier, crop: Image.Image,
+                  explanation, methods: list[str], args) -> dict:
+    """Writes the overlays, the grid, the npz and the json of one image; returns the json record."""
+    maps = [m for m in explanation.maps if m.image == 0]
+    targets = list(dict.fromkeys(m.target for m in maps))
+    labels = classifier.labels
+
+    shown = {id(m): m.map for m in maps}
+    if args.shared_scale:
+        for method in methods:
+            group = [m for m in maps if m.method == method]
+            for m, scaled in zip(group, rendering.shared_scale([m.raw for m in group])):
+                shown[id(m)] = scaled
+
+    records, arrays, cells = [], {}, {}
+    for m in maps:
+        method_part = safe_name(m.method) + ("-cf" if m.counterfactual else "")
+        filename = f"{stem}_{method_part}_{m.target}-{safe_name(labels[m.target], 'class')}.png"
+        tile = rendering.overlay(crop, shown[id(m)], args.colormap, args.opacity)
+        tile.save(out_dir / filename)
+        cells[(m.method, m.target)] = (tile, f"{m.seconds:.2f} s")
+        key = map_key(m)
+        arrays[f"{key}/map"] = np.asarray(m.map, dtype=np.float32)
+        arrays[f"{key}/raw"] = np.asarray(m.raw, dtype=np.float32)
+        records.append({"method": m.method, "target": int(m.target), "label": labels[m.target],
+                        "counterfactual": bool(m.counterfactual),
+                        "probability": round(float(m.probability), 6),
+                        "seconds": round(float(m.seconds), 4), "file": filename, "key": key})
+    np.savez_compressed(out_dir / f"{stem}_maps.npz", **arrays)
+
+    probabilities = explanation.probabilities[0]
+    titles = [explainers.method_info(m).title for m in methods]
+    if args.counterfactual:
+        titles = [f"{t} (why not)" for t in titles]
+    tiles, captions = [], []
+    for target in targets:
+        row = [cells.get((method, target), (None, "")) for method in methods]
+        tiles.append([crop] + [tile for tile, _ in row])
+        captions.append([""] + [caption for _, caption in row])
+    row_labels = [f"{t} {labels[t]}\np = {float(probabilities[t]):.3f}" for t in targets]
+    title = f"{source.name} — {classifier.name}, layer {explanation.layer or '-'}"
+    grid_name = f"{stem}_grid.png"
+    rendering.grid(tiles, row_labels, ["input"] + titles, title=title,
+                   tile_captions=captions).save(out_dir / grid_name)
+
+    record = {
+        "image": str(source),
+        "model": classifier.name,
+        "layer": explanation.layer,
+        "device": str(explanation.device),
+        "input_size": list(classifier.input_size),
+        "predictions": [{"class": int(c), "label": labels[c], "probability": round(float(p), 6)}
+                        for c, p in explanation.top(5)],
+        "targets": [{"class": int(t), "label": labels[t], "probability": round(float(probabilities[t]), 6)}
+                    for t in targets],
+        "methods": methods,
+        "counterfactual": bool(args.counterfactual),
+        "shared_scale": bool(args.shared_scale),
+        "colormap": args.colormap,
+        "opacity": args.opacity,
+        "maps": records,
+        "grid": grid_name,
+        "npz": f"{stem}_maps.npz",
+    }
+    (out_dir / f"{stem}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    return record
+
+
+# --------------------------------------------------------------------------- progress
+
+class Progress:
+    """A one-line progress bar on a terminal, fed by the engine's progress(fraction, message)."""
+
+    def __init__(self, stream, enabled: bool):
+        self.stream, self.enabled = stream, enabled
+        self.prefix, self.drawn, self.last = "", False, 0.0
+
+    def start(self, prefix: str) -> None:
+        self.prefix, self.last = prefix, 0.0
+        self(0.0, "")
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if 0.0 < fraction < 1.0 and now - self.last < 0.1:
+            return
+        self.last = now
+        fraction = min(1.0, max(0.0, float(fraction)))
+        filled = round(20 * fraction)
+        line = f"{self.prefix} [{'#' * filled}{'-' * (20 - filled)}] {fraction:4.0%} {message}"
+        width = shutil.get_terminal_size((80, 20)).columns - 1
+        self.stream.write("\r" + line[:width].ljust(width))
+        self.stream.flush()
+        self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            width = shutil.get_terminal_size((80, 20)).columns - 1
+            self.stream.write("\r" + " " * width + "\r")
+            self.stream.flush()
+            self.drawn = False
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse: --help (0) or a malformed command line (2, usage printed)
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own decompression-bomb guard, this process
+    err = sys.stderr
+    progress = Progress(err, enabled=getattr(err, "isatty", lambda: False)() and not args.quiet)
+    try:
+        return _run(args, progress)
+    except (UsageError, models.ModelError, explainers.ExplainerError) as error:
+        progress.clear()
+        print(f"{parser.prog}: error: {error}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        progress.clear()
+        print("interrupted", file=err)
+        return 130
+
+
+def _run(args, progress: Progress) -> int:
+    listing = args.list_models or args.list_methods or args.list_layers
+    if args.list_models:
+        list_models(sys.stdout)
+    if args.list_methods:
+        list_methods(sys.stdout)
+    if listing and not args.list_layers:
+        return EXIT_OK
+    if not listing and not args.images:
+        raise UsageError("no IMAGE given (or use --list-models, --list-methods, --list-layers)")
+    methods = None if listing else resolve_methods(args.methods)
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: CUDA is not available here")
+    classifier = models.load(args.model, args.device)
+    if args.list_layers:
+        list_layers(classifier, sys.stdout)
+        return EXIT_OK
+
+    check_layer(classifier, args.layer)
+    check_methods(classifier, methods, args.layer, args.counterfactual)
+    targets = resolve_targets(classifier, args.targets) if args.targets else None
+
+    files = expand_inputs(args.images)
+    if not files:
+        raise UsageError("no image found in: " + ", ".join(args.images))
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems: set[str] = set()
+    failed = 0
+    for number, path in enumerate(files, 1):
+        prefix = f"[{number}/{len(files)}] {path.name}"
+        stem = base = safe_name(path.stem, "image")
+        copy = 1
+        while stem in stems:  # the same name from another directory: do not overwrite
+            copy += 1
+            stem = f"{base}-{copy}"
+        stems.add(stem)
+        started = time.perf_counter()
+        try:
+            image = load_image(path)
+            progress.start(prefix)
+            explanation = explainers.explain(
+                classifier, classifier.preprocess(image), methods=methods, targets=targets,
+                top_k=None if targets else args.top_k, layer=args.layer,
+                counterfactual=args.counterfactual, progress=progress)
+            record = write_outputs(out_dir, stem, path, classifier, classifier.crop(image),
+                                   explanation, methods, args)
+        except BadImage as error:
+            progress.clear()
+            failed += 1
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            continue
+        except (explainers.ExplainerError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # one image going wrong must not lose the others
+            progress.clear()
+            failed += 1
+            print(f"{prefix}: error: {type(error).__name__}: {error}", file=sys.stderr)
+            continue
+        progress.clear()
+        if not args.quiet:
+            best = record["predictions"][0]
+            print(f"{prefix}: {best['label']} ({best['probability']:.1%}), "
+                  f"{len(record['maps'])} maps in {time.perf_counter() - started:.1f} s "
+                  f"-> {out_dir / record['grid']}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(files)} images failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK

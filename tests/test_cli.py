@@ -1,0 +1,228 @@
+"""The command line, python -m explainers: files written, their contents, errors and exit codes.
+
+Runs the real engine on the embedded efficientnet_lite0 (offline) with the fast methods.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explainers import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["gradcam", "layercam"]
+SIZE = (224, 224)  # efficientnet_lite0's input
+
+
+def _picture(w=200, h=150, seed=0) -> Image.Image:
+    """A small synthetic photo: a smooth background and a few bright blobs."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    rng = np.random.default_rng(seed)
+    rgb = np.stack([xx, yy, 1 - xx], axis=-1) * 180
+    for _ in range(3):
+        cx, cy, r = rng.random() * 0.8 + 0.1, rng.random() * 0.6 + 0.1, 0.08
+        rgb[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    _picture(seed=0).save(folder / "good.png")
+    _picture(160, 240, seed=1).save(folder / "second photo.jpg", quality=90)
+    (folder / "broken.png").write_bytes(b"this is not an image at all")
+    data = (folder / "second photo.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.txt").write_text("not an input")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batch(inputs, tmp_path_factory):
+    """One in-process run over the whole folder: two good images, two bad ones."""
+    out = tmp_path_factory.mktemp("batch") / "out"
+    before = sorted(p.name for p in inputs.iterdir())
+    capture = tmp_path_factory.mktemp("stderr") / "stderr.txt"
+    with open(capture, "w+") as err:
+        saved, sys.stderr = sys.stderr, err
+        try:
+            code = cli.main([str(inputs), "--methods", ",".join(METHODS), "--top-k", "2",
+                             "--device", "cpu", "--out", str(out)])
+        finally:
+            sys.stderr = saved
+        err.seek(0)
+        stderr = err.read()
+    assert sorted(p.name for p in inputs.iterdir()) == before  # nothing written beside the inputs
+    return code, out, stderr
+
+
+def test_bad_images_fail_the_run_but_not_the_others(batch):
+    code, out, stderr = batch
+    assert code == 1
+    assert "broken.png: error:" in stderr and "truncated.jpg: error:" in stderr
+    assert "2 of 4 images failed" in stderr
+    assert "Traceback" not in stderr and "\r" not in stderr  # no bar when stderr is no terminal
+    assert "[1/4]" in stderr and "good.png" in stderr  # one line per image
+    names = {p.name for p in out.iterdir()}
+    assert not any(n.startswith(("broken", "truncated", "notes")) for n in names)
+    for stem in ("good", "second_photo"):
+        assert {f"{stem}.json", f"{stem}_grid.png", f"{stem}_maps.npz"} <= names
+
+
+def test_json_record(batch):
+    _, out, _ = batch
+    import models
+
+    classifier = models.load("efficientnet_lite0", "cpu")
+    record = json.loads((out / "good.json").read_text())
+    assert record["model"] == "efficientnet_lite0"
+    assert record["layer"] == classifier.default_layer
+    assert record["device"] == "cpu"
+    assert record["methods"] == METHODS
+    predictions = record["predictions"]
+    assert len(predictions) == 5
+    probabilities = [p["probability"] for p in predictions]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+    assert all(classifier.labels[p["class"]] == p["label"] for p in predictions)
+    assert [t["class"] for t in record["targets"]] == [p["class"] for p in predictions[:2]]
+    assert len(record["maps"]) == len(METHODS) * 2
+    for item in record["maps"]:
+        assert item["method"] in METHODS and item["seconds"] >= 0
+        assert item["label"] == classifier.labels[item["target"]]
+        assert (out / item["file"]).is_file()
+
+
+def test_overlays_and_grid(batch):
+    _, out, _ = batch
+    record = json.loads((out / "good.json").read_text())
+    for target in record["targets"]:
+        for method in METHODS:
+            label = target["label"].replace(" ", "_")
+            path = out / f"good_{method}_{target['class']}-{label}.png"
+            with Image.open(path) as im:
+                assert im.size == SIZE and im.mode == "RGB"
+    with Image.open(out / "good_grid.png") as im:  # 2 rows (classes) x 3 columns (input + methods)
+        assert 3 * SIZE[0] < im.width < 4 * SIZE[0] + 64  # + the row labels
+        assert 2 * SIZE[1] < im.height < 3 * SIZE[1]
+
+
+def test_npz_maps(batch):
+    _, out, _ = batch
+    record = json.loads((out / "good.json").read_text())
+    with np.load(out / "good_maps.npz") as data:
+        keys = set(data.files)
+        expected = {f"{m}/{t['class']}/{form}" for m in METHODS for t in record["targets"]
+                    for form in ("map", "raw")}
+        assert keys == expected
+        for key in keys:
+            array = data[key]
+            assert array.shape == SIZE[::-1] and array.dtype == np.float32
+            if key.endswith("/map"):
+                assert 0.0 <= array.min() and array.max() <= 1.0
+
+
+def test_subprocess_targets_by_name_and_index(inputs, tmp_path):
+    out = tmp_path / "deep" / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run(
+        [sys.executable, "-m", "explainers", str(inputs / "good.png"), "--methods", "layercam",
+         "--targets", "tabby,285", "--shared-scale", "--colormap", "inferno", "--opacity", "0.7",
+         "--device", "cpu", "--out", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("[1/1] good.png: ")
+    assert {p.name for p in out.iterdir()} == {
+        "good.json", "good_grid.png", "good_maps.npz",
+        "good_layercam_281-tabby.png", "good_layercam_285-Egyptian_cat.png"}
+    record = json.loads((out / "good.json").read_text())
+    assert [t["class"] for t in record["targets"]] == [281, 285]
+    assert record["shared_scale"] is True and record["colormap"] == "inferno"
+    assert list(tmp_path.iterdir()) == [tmp_path / "deep"]  # written only inside --out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "gradcam,nosuch"], "unknown method 'nosuch'"),
+    (["--model", "no_such_model"], "no_such_model"),
+    (["--layer", "no.such.layer"], "unknown layer 'no.such.layer'"),
+    (["--targets", "cat"], "ambiguous class 'cat'"),
+    (["--targets", "zzzz"], "unknown class 'zzzz'"),
+    (["--targets", "1000"], "out of range"),
+    (["--opacity", "3"], "--opacity"),
+    (["--top-k", "2", "--targets", "1"], "not allowed"),
+])
+def test_bad_arguments_exit_2(inputs, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    code = cli.main([str(inputs / "good.png"), "--device", "cpu", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m explainers: error:")
+    assert not out.exists()  # checked before anything is written
+
+
+def test_subprocess_bad_method_is_one_line(inputs, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "explainers", str(inputs / "good.png"),
+                          "--methods", "gradcamm", "--out", str(tmp_path / "out")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "did you mean gradcam" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_no_image_is_a_usage_error(capsys):
+    assert cli.main([]) == 2
+    assert "no IMAGE" in capsys.readouterr().err
+
+
+def test_listings(capsys):
+    assert cli.main(["--list-methods", "--list-models"]) == 0
+    listed = capsys.readouterr().out
+    assert "gradcam" in listed and "scorecam" in listed and "efficientnet_lite0" in listed
+    assert cli.main(["--list-layers", "--model", "efficientnet_lite0", "--device", "cpu"]) == 0
+    layers = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("* ") for line in layers) and len(layers) > 10
+
+
+def test_same_stem_from_two_folders_is_not_overwritten(tmp_path, capsys):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _picture(64, 64, seed=2).save(tmp_path / name / "pic.png")
+    out = tmp_path / "out"
+    code = cli.main([str(tmp_path / "a"), str(tmp_path / "b" / "pic.png"), str(tmp_path / "a" / "pic.png"),
+                     "--methods", "gradcam", "--device", "cpu", "--quiet", "--out", str(out)])
+    assert code == 0 and capsys.readouterr().err == ""
+    names = {p.name for p in out.iterdir()}
+    assert {"pic.json", "pic-2.json"} <= names and "pic-3.json" not in names  # a/pic.png once
+
+
+def test_load_image_applies_exif_orientation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "rotated.jpg", exif=exif)
+    Image.new("LA", (8, 6)).save(tmp_path / "gray.png")
+    assert cli.load_image(tmp_path / "rotated.jpg").size == (20, 40)
+    image = cli.load_image(tmp_path / "gray.png")
+    assert image.mode == "RGB" and image.size == (8, 6)
+    with pytest.raises(cli.BadImage, match="no such file"):
+        cli.load_image(tmp_path / "missing.png")
+
+
+def test_load_image_refuses_huge_images(tmp_path, monkeypatch):
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(cli, "MAX_IMAGE_PIXELS", 50 * 50)
+    with pytest.raises(cli.BadImage, match="too large"):
+        cli.load_image(tmp_path / "big.png")
+
+
+def test_safe_names():
+    assert cli.safe_name("gradcam++") == "gradcampp"
+    assert cli.safe_name("T-shirt/tee") == "T-shirt_tee"
+    assert cli.safe_name("../..", "x") == "x"
+    assert cli.safe_name("great white shark") == "great_white_shark"

@@ -1,0 +1,60 @@
+"""Our maps against the published reference implementation (pytorch-grad-cam) on real models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import explainers
+import models
+
+pgc = pytest.importorskip("pytorch_grad_cam", reason="pip install -r requirements-bench.txt")
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    classifier = models.load("efficientnet_lite0", device="cpu")
+    x = classifier.preprocess(Image.open(ASSETS / "cat_and_coffee.jpg"))
+    return classifier, x
+
+
+@pytest.mark.parametrize("method, peer", [
+    ("gradcam", "GradCAM"), ("gradcam++", "GradCAMPlusPlus"), ("xgradcam", "XGradCAM"),
+    ("hirescam", "HiResCAM"), ("layercam", "LayerCAM"), ("ablationcam", "AblationCAM"),
+])
+def test_cams_agree_with_pytorch_grad_cam_on_efficientnet_lite0(lite0, method, peer):
+    classifier, x = lite0
+    ours = explainers.explain(classifier, x, [method], top_k=2)
+    layer = dict(classifier.module.named_modules())[ours.layer]
+    targets = ours.targets[0]
+    with getattr(pgc, peer)(model=classifier.module, target_layers=[layer]) as cam:
+        theirs = cam(input_tensor=x.expand(len(targets), -1, -1, -1),
+                     targets=[ClassifierOutputTarget(t) for t in targets])
+    for i, t in enumerate(targets):
+        assert correlation(ours.get(method, t).map, theirs[i]) > 0.99
+
+
+def test_guided_backprop_agrees_on_a_relu_network():
+    """pytorch-grad-cam's guided backprop swaps nn.ReLU only, so compare on a ReLU network
+    (on ReLU6 networks it silently returns the plain gradient; ours gates ReLU6 too)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    ours = explainers.explain(net, x, ["guided_backprop"], targets=[3, 7])
+    reference = pgc.GuidedBackpropReLUModel(model=net, device=torch.device("cpu"))
+    for t in (3, 7):
+        theirs = np.abs(reference(x, target_category=t)).max(axis=-1)
+        assert correlation(ours.get("guided_backprop", t).raw, theirs) > 0.999
+    assert sum(len(m._forward_hooks) for m in net.modules()) == 0
