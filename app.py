@@ -36,6 +36,7 @@ import functools
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -396,8 +397,9 @@ def tile_caption(result: Result, tile: Tile) -> str:
     title = explainers.METHODS[tile.method].title
     if tile.counterfactual:
         title += " (why not)"
+    empty = "" if tile.raw.max() > 0 else " · no evidence found (empty map)"
     return (f"{title} · {result.labels[tile.target]} · {tile.probability:.1%} · "
-            f"{tile.seconds:.2f} s")
+            f"{tile.seconds:.2f} s{empty}")
 
 
 def row_label(result: Result, target: int) -> str:
@@ -896,9 +898,12 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: python app.py [--host H] [--port P] [--share]."""
     parser = argparse.ArgumentParser(description="Visual explanations of ImageNet classifiers "
                                                  "(Gradio web app).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    # Hosts such as Hugging Face Spaces say where to listen through Gradio's own variables.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME; "
+                             "0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

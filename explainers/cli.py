@@ -197,7 +197,7 @@ def list_models(out) -> None:
 def list_methods(out) -> None:
     for name, info in explainers.METHODS.items():
         flags = ", ".join(f for f, on in (("slow", info.slow), ("counterfactual", info.counterfactual)) if on)
-        print(f"{name:<16} {info.title:<22} {info.kind:<15} {flags:<21} {info.summary}", file=out)
+        print(f"{name:<20} {info.title:<22} {info.kind:<15} {flags:<21} {info.summary}", file=out)
 
 
 def list_layers(classifier, out) -> None:

@@ -281,12 +281,19 @@ def test_counterfactual_run(classifier):
 
 def test_main_parses_flags(monkeypatch):
     seen = {}
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     monkeypatch.setattr(app, "build_app", lambda: "demo")
     monkeypatch.setattr(app, "launch", lambda demo, **kw: seen.update(kw, demo=demo))
     app.main(["--port", "9999", "--share"])
     assert seen == {"demo": "demo", "host": "127.0.0.1", "port": 9999, "share": True}
     app.main(["--host", "0.0.0.0"])
     assert seen["host"] == "0.0.0.0" and seen["port"] == 7860 and seen["share"] is False
+    # Hugging Face Spaces sets Gradio's variables; the defaults follow them
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    app.main([])
+    assert seen["host"] == "0.0.0.0" and seen["port"] == 7861
 
 
 # ---------------------------------------------------------------------------- HTTP API
@@ -322,3 +329,14 @@ def test_api_explain_with_gradio_client(server_url):
 
     with pytest.raises(Exception, match="Please tick at least one method"):
         client.predict(image=handle_file(str(COMPOSITE)), methods=[], api_name="/explain")
+
+
+def test_an_empty_map_says_so_in_its_caption():
+    from types import SimpleNamespace
+
+    empty = app.Tile("scorecam", 1, np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32), 0.5, 0.1, True)
+    result = SimpleNamespace(labels={1: "goldfish"})
+    assert app.tile_caption(result, empty) == (
+        "Score-CAM (why not) · goldfish · 50.0% · 0.10 s · no evidence found (empty map)")
+    full = app.Tile("gradcam", 1, np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), 0.5, 0.1, False)
+    assert app.tile_caption(result, full) == "Grad-CAM · goldfish · 50.0% · 0.10 s"
