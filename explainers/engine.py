@@ -27,7 +27,7 @@ from .errors import ExplainerError
 from .gradients import batched_grad, target_directions
 from .input_gradients import gradient_magnitude, integrated_gradients, smoothgrad
 from .methods import MethodInfo, fused_cam, method_info
-from .perturbation import ablation_scores, score_cam_scores
+from .perturbation import ablation_scores, is_out_of_memory, score_cam_scores
 from .taps import GuidedSwitch, LayerTap, eval_mode, find_module, guided_relus
 from .validation import check_counterfactual, check_guided, linear_head_weights
 
@@ -93,11 +93,26 @@ def explain(model, x: torch.Tensor, methods: Sequence[str], targets: Sequence[in
     model: a models.Classifier, or a plain torch.nn.Module returning logits (then `layer` is
     required by the layer-based methods). x: [B, 3, H, W] (or [3, H, W]) preprocessed images.
     targets: class indices explained for every image; top_k: the k most probable classes of each
-    image (top-1 when neither is given); with both, each image's top-k and then the given classes. counterfactual: explain the evidence against each
-    class ("why not"). device: moves the model there first. progress(fraction, message): called
-    as the work advances.
+    image (top-1 when neither is given); with both, each image's top-k and then the given classes.
+    counterfactual: explain the evidence against each class ("why not"). device: moves the model
+    there first. progress(fraction, message): called as the work advances. Running out of memory
+    makes the perturbation methods retry with smaller batches, and then an ExplainerError.
     """
-    options = options or Options()
+    try:
+        return _explain(model, x, methods, targets, top_k, layer, counterfactual, device, progress,
+                        options or Options())
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise ExplainerError("Out of memory: choose fewer methods or classes, a smaller model or "
+                             "image batch, or run on the CPU.") from error
+
+
+def _explain(model, x: torch.Tensor, methods: Sequence[str], targets: Sequence[int] | None,
+             top_k: int | None, layer: str | None, counterfactual: bool, device,
+             progress: ProgressCallback | None, options: Options) -> Explanation:
     module, labels, layer = _resolve_model(model, layer, device)
     infos = _resolve_methods(methods, counterfactual, layer, module)
     dev = _module_device(module)

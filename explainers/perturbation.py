@@ -46,6 +46,36 @@ def distinct_masks(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return varying[first], slot
 
 
+def in_batches(count: int, batch_size: int, run: Callable[[int, int], None],
+               progress: ProgressFn = lambda f: None) -> None:
+    """Calls run(start, stop) over range(count) in batches of at most ``batch_size``.
+
+    On running out of memory (GPU or CPU) the batch is retried at half the size, down to one
+    item; only then is the error passed on.
+    """
+    start = 0
+    while start < count:
+        stop = min(start + batch_size, count)
+        try:
+            run(start, stop)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error) or batch_size == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+            continue
+        start = stop
+        progress(start / count)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the allocator running out of GPU or CPU memory."""
+    message = str(error).lower()
+    return (isinstance(error, torch.OutOfMemoryError) or "out of memory" in message
+            or "can't allocate memory" in message)
+
+
 def score_cam_scores(model: nn.Module, x: torch.Tensor, activations: torch.Tensor,
                      targets: torch.Tensor, batch_size: int,
                      progress: ProgressFn = lambda f: None) -> torch.Tensor:
@@ -62,25 +92,25 @@ def score_cam_scores(model: nn.Module, x: torch.Tensor, activations: torch.Tenso
     scores = torch.zeros(targets.shape[1], batch, channels, device=x.device)
     with torch.no_grad(), reduced_precision(x.device):
         baseline = F.softmax(model(torch.zeros_like(x[:1])).float(), dim=1)[0]
-        plans = [distinct_masks(activations[b]) for b in range(batch)]
-        work = [(b, chunk) for b, (representatives, _) in enumerate(plans)
-                for chunk in representatives.split(batch_size)]
-        gains = [[] for _ in range(batch)]
-        for step, (b, chunk) in enumerate(work):
-            masks = F.interpolate(activations[b, chunk][None].float(), size=size, mode="bilinear",
-                                  align_corners=False)[0]
-            low = masks.flatten(1).amin(dim=1)[:, None, None]
-            high = masks.flatten(1).amax(dim=1)[:, None, None]
-            masks = (masks - low) / (high - low)
-            masked = (x[b] * masks[:, None]).contiguous(memory_format=torch.channels_last)
-            probabilities = F.softmax(model(masked).float(), dim=1)
-            gains[b].append(probabilities[:, targets[b]] - baseline[targets[b]])  # [n, T]
-            progress((step + 1) / len(work))
-        for b, (_, slot) in enumerate(plans):
-            if gains[b]:
-                per_mask = torch.cat(gains[b])  # [U, T]
-                varying = slot >= 0
-                scores[:, b, varying] = per_mask[slot[varying]].T
+        for b in range(batch):
+            representatives, slot = distinct_masks(activations[b])
+            gains = torch.zeros(len(representatives), targets.shape[1], device=x.device)
+
+            def run(start: int, stop: int, b: int = b) -> None:
+                chunk = representatives[start:stop]
+                masks = F.interpolate(activations[b, chunk][None].float(), size=size,
+                                      mode="bilinear", align_corners=False)[0]
+                low = masks.flatten(1).amin(dim=1)[:, None, None]
+                high = masks.flatten(1).amax(dim=1)[:, None, None]
+                masks = (masks - low) / (high - low)
+                masked = (x[b] * masks[:, None]).contiguous(memory_format=torch.channels_last)
+                probabilities = F.softmax(model(masked).float(), dim=1)
+                gains[start:stop] = probabilities[:, targets[b]] - baseline[targets[b]]
+
+            in_batches(len(representatives), batch_size, run,
+                       lambda f, b=b: progress((b + f) / batch))
+            varying = slot >= 0
+            scores[:, b, varying] = gains[slot[varying]].T
     return scores
 
 
@@ -90,23 +120,24 @@ def ablation_scores(model: nn.Module, tap: LayerTap, x: torch.Tensor, activation
     """Ablation-CAM's channel weights (Desai & Ramaswamy 2020, eq. 3): w_k = (y_c - y_c^k) / y_c.
 
     y_c^k is the target's score with channel k of the layer set to zero. The network before the
-    layer runs once per chunk; the ablated copies enter at the layer, so only the part after it
+    layer runs once per batch; the ablated copies enter at the layer, so only the part after it
     runs on the whole batch (when that part mixes in a tensor from before the layer with a
     batch-size-sensitive operation, the image is repeated instead).
     """
     batch, channels = activations.shape[:2]
     scores = torch.zeros(targets.shape[1], batch, channels, device=x.device)
-    chunks = torch.arange(channels, device=x.device).split(batch_size)
     with torch.no_grad(), reduced_precision(x.device):
         for b in range(batch):
             original = logits[b, targets[b]].float()  # [T]
-            for step, chunk in enumerate(chunks):
-                ablated = activations[b].expand(len(chunk), -1, -1, -1).clone()
-                ablated[torch.arange(len(chunk), device=chunk.device), chunk] = 0
-                ablated_logits = _run_with_layer_output(model, tap, x[b:b + 1], ablated)
-                changed = ablated_logits.float()[:, targets[b]]  # [n, T]
-                scores[:, b, chunk] = ((original - changed) / original).T
-                progress((b * len(chunks) + step + 1) / (batch * len(chunks)))
+
+            def run(start: int, stop: int, b: int = b, original: torch.Tensor = original) -> None:
+                ablated = activations[b].expand(stop - start, -1, -1, -1).clone()
+                ablated[torch.arange(stop - start, device=x.device),
+                        torch.arange(start, stop, device=x.device)] = 0
+                changed = _run_with_layer_output(model, tap, x[b:b + 1], ablated).float()[:, targets[b]]
+                scores[:, b, start:stop] = ((original - changed) / original).T  # [T, n]
+
+            in_batches(channels, batch_size, run, lambda f, b=b: progress((b + f) / batch))
     return scores
 
 
@@ -118,7 +149,9 @@ def _run_with_layer_output(model: nn.Module, tap: LayerTap, image: torch.Tensor,
         tap.reset()
         try:
             return model(image)
-        except RuntimeError:
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise
             tap.reset()
             return model(image.expand(len(layer_output), -1, -1, -1))
     finally:

@@ -113,3 +113,40 @@ def test_channels_with_the_same_mask_share_one_forward_pass():
     assert sorted(representatives.tolist()) == [0, 3]
     assert slot[2] == -1  # constant: no mask, weight 0
     assert slot[0] == slot[1] == slot[4] != slot[3]
+
+
+def oom_above(net: TwoLayerHead, limit: int, allowed_calls: int = 10 ** 9):
+    """Makes the network's head raise the CUDA allocator's error for batches above `limit`, or
+    for every call after the first `allowed_calls`."""
+    calls = {"n": 0}
+
+    def check(module, inputs):
+        calls["n"] += 1
+        if inputs[0].shape[0] > limit or calls["n"] > allowed_calls:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    return net.mix.register_forward_pre_hook(check)
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_out_of_memory_retries_with_smaller_batches(method):
+    net = head_net()
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(9))
+    expected = explainers.explain(net, x, [method], targets=[0, 2], layer="features")
+    handle = oom_above(net, limit=1)
+    got = explainers.explain(net, x, [method], targets=[0, 2], layer="features",
+                             options=explainers.Options(batch_size=8))
+    handle.remove()
+    for a, b in zip(expected.maps, got.maps):
+        np.testing.assert_allclose(a.raw, b.raw, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_out_of_memory_at_batch_one_is_a_clear_message_and_leaves_the_model_clean(method):
+    net = head_net()
+    handle = oom_above(net, limit=10 ** 9, allowed_calls=1)  # the shared forward pass fits, nothing else
+    with pytest.raises(explainers.ExplainerError, match="Out of memory"):
+        explainers.explain(net, torch.randn(1, 3, SIZE, SIZE), [method], layer="features")
+    handle.remove()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+    explainers.explain(net, torch.randn(1, 3, SIZE, SIZE), [method], layer="features")  # still works
