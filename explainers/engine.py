@@ -26,7 +26,7 @@ from . import cam_formulas as formulas
 from .errors import ExplainerError
 from .gradients import batched_grad, target_directions
 from .input_gradients import gradient_magnitude, integrated_gradients, smoothgrad
-from .methods import MethodInfo, fused_cam, method_info
+from .methods import MethodInfo, fused_cam, method_info, uses_guided_backprop
 from .perturbation import ablation_scores, is_out_of_memory, score_cam_scores
 from .taps import GuidedSwitch, LayerTap, eval_mode, find_module, guided_relus
 from .validation import check_counterfactual, check_guided, linear_head_weights
@@ -169,7 +169,7 @@ def _resolve_methods(methods: Sequence[str], counterfactual: bool, layer: str | 
         if info.needs_layer and layer is None:
             raise ExplainerError(f"{info.title} reads a layer's activations: give layer=... "
                                  "(models.discover_layers lists the candidates).")
-        if info.needs_input_gradient and info.name != "gradient":
+        if uses_guided_backprop(info):
             check_guided(module)
     return infos
 
@@ -221,7 +221,7 @@ class _SharedPass:
         self.sign = -1.0 if counterfactual else 1.0
         self.infos = infos
         self.needs_layer_gradient = any(i.needs_layer_gradient for i in infos)
-        self.needs_guided = any(i.name == "guided_backprop" or i.kind == "fusion" for i in infos)
+        self.needs_guided = any(uses_guided_backprop(i) for i in infos)
         self.needs_plain_gradient = any(i.name == "gradient" for i in infos)
         needs_input_graph = self.needs_guided or self.needs_plain_gradient
         needs_layer = any(i.needs_layer for i in infos)
@@ -269,9 +269,8 @@ class _SharedPass:
         share = self.costs["forward"] / len(self.infos)
         if info.needs_layer_gradient:
             share += self.costs["layer_gradient"] / sum(i.needs_layer_gradient for i in self.infos)
-        if info.name == "guided_backprop" or info.kind == "fusion":
-            share += self.costs["guided"] / sum(i.name == "guided_backprop" or i.kind == "fusion"
-                                                for i in self.infos)
+        if uses_guided_backprop(info):
+            share += self.costs["guided"] / sum(uses_guided_backprop(i) for i in self.infos)
         return share
 
 

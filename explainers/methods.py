@@ -96,6 +96,11 @@ def method_info(name: str) -> MethodInfo:
                          f"(and guided_<cam method> fusions such as guided_scorecam).")
 
 
+def uses_guided_backprop(info: MethodInfo) -> bool:
+    """Guided backprop itself and every guided fusion: they need the guided ReLU gates."""
+    return info.name == "guided_backprop" or info.kind == "fusion"
+
+
 def fused_cam(name: str) -> str | None:
     """The CAM a fusion method multiplies with guided backprop, or None for other methods."""
     info = method_info(name)

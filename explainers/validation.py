@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .errors import ExplainerError
-from .methods import METHODS, MethodInfo, method_info
+from .methods import METHODS, MethodInfo, method_info, uses_guided_backprop
 from .taps import RELU_FAMILY, LayerTap, eval_mode, find_module
 
 _NO_SIGN = {
@@ -77,7 +77,7 @@ def availability(model, layer: str | None = None, counterfactual: bool = False) 
         try:
             if counterfactual:
                 check_counterfactual(info)
-            if info.needs_input_gradient and name != "gradient":
+            if uses_guided_backprop(info):
                 check_guided(module)
             reason = layer_reason if info.needs_layer else None
             result[name] = reason or (cam_reason if name == "cam" else None)
