@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import ctypes
 import functools
+import inspect
 import io
 import json
 import logging
@@ -50,7 +52,7 @@ from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 import explainers
 import models
@@ -66,14 +68,16 @@ PREFERRED_DEFAULT_METHODS = ("gradcam", "gradcam++", "gradcampp", "layercam")
 DEFAULT_TOP_K = 2
 DEFAULT_COLORMAP = "jet"
 DEFAULT_OPACITY = 0.5
-MAX_PIXELS = 40_000_000          # refuse images larger than 40 megapixels
-MAX_FILE_SIZE = "25mb"           # upload limit enforced by Gradio (launch(max_file_size=...))
+MAX_PIXELS = 40_000_000          # refuse images larger than 40 megapixels (checked before decoding)
+MAX_ASPECT_RATIO = 20            # refuse thinner strips: resizing them would need huge images
+MAX_FILE_BYTES = 25 * 1024 * 1024  # upload limit enforced by Gradio (launch(max_file_size=...))
 MAX_MAPS = 48                    # classes x methods per run
 MAX_CLASSES = 10
 MAX_LOADED_MODELS = 2
 ARCHIVE_ROOT = Path(tempfile.gettempdir()) / "explain-app-downloads"
 ARCHIVE_MAX_AGE_S = 3600         # downloads older than this are deleted ...
 ARCHIVE_MAX_DIRS = 32            # ... and never more than this many are kept
+M_ARENA_MAX = -8                 # glibc mallopt() parameter (malloc.h)
 
 #: Number of times the engine (explainers.explain) ran in this process; tests read it to
 #: check that display changes (colormap, opacity, scale) only re-render.
@@ -227,6 +231,8 @@ def _payload_path(payload: Any) -> tuple[str | None, bytes | None, str]:
     name = payload.get("orig_name") or Path(payload.get("path") or "image").name
     url = payload.get("url") or ""
     if not payload.get("path") and url.startswith("data:"):
+        if len(url) * 3 // 4 > MAX_FILE_BYTES:
+            raise UserError(f"The pasted image is larger than {MAX_FILE_BYTES // 2**20} MB.")
         try:
             return None, base64.b64decode(url.split(",", 1)[1]), name
         except (IndexError, binascii.Error) as err:
@@ -247,20 +253,10 @@ def load_image(payload: Any) -> Image.Image:
                         "or click one of the examples.")
     source = io.BytesIO(data) if data is not None else path
     try:
-        with Image.open(source) as im:
-            width, height = im.size
-            if width * height > MAX_PIXELS:
-                raise UserError(
-                    f"“{name}” is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-                    f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please use a smaller image.")
-            im.seek(0)
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                flat = Image.new("RGB", rgba.size, (255, 255, 255))
-                flat.paste(rgba, mask=rgba.getchannel("A"))
-                return flat
-            return im.convert("RGB")
+        with Image.open(source) as im:  # reads the header only: the size is known before decoding
+            check_size(name, *im.size)
+            im.seek(0)  # the first frame of an animation
+            return models.to_rgb(im)  # EXIF rotation, transparency on white, 16-bit, CMYK, ...
     except UnidentifiedImageError as err:
         raise UserError(f"“{name}” is not an image this app can read. Please use a JPEG, PNG, "
                         "WebP, BMP, GIF or TIFF picture.") from err
@@ -273,6 +269,17 @@ def load_image(payload: Any) -> Image.Image:
         raise UserError(f"“{name}” could not be read; the file may be damaged or cut short.") from err
 
 
+def check_size(name: str, width: int, height: int) -> None:
+    """UserError for an image over MAX_PIXELS or thinner than 1:MAX_ASPECT_RATIO."""
+    if width * height > MAX_PIXELS:
+        raise UserError(
+            f"“{name}” is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please use a smaller image.")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise UserError(f"“{name}” is {width}×{height} pixels: too long and thin to explain (at "
+                        f"most {MAX_ASPECT_RATIO}:1). Please crop it first.")
+
+
 def parse_classes(classifier: models.Classifier, entries: Any) -> list[int]:
     """Class indices from dropdown entries ("281: tabby"), plain indices or names.
 
@@ -283,8 +290,12 @@ def parse_classes(classifier: models.Classifier, entries: Any) -> list[int]:
         return []
     if isinstance(entries, str):
         entries = re.split(r"[,;\n]", entries)
-    elif isinstance(entries, int):
+    elif isinstance(entries, (int, float)):
         entries = [entries]
+    if not isinstance(entries, (list, tuple)):
+        raise UserError("Classes must be a list such as [\"281: tabby\", \"espresso\"].")
+    if len(entries) > MAX_CLASSES:
+        raise UserError(f"That is {len(entries)} classes; at most {MAX_CLASSES} per run.")
     out: list[int] = []
     for entry in entries:
         text = str(entry).strip()
@@ -452,23 +463,40 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "x"
 
 
+def _folders_by_age(root: Path) -> list[tuple[float, Path]]:
+    """(mtime, folder) of root's sub-folders, oldest first; folders removed meanwhile (by another
+    request or process) are left out."""
+    found = []
+    for path in root.iterdir():
+        try:
+            if path.is_dir():
+                found.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            continue
+    return sorted(found)
+
+
 def prune_downloads(root: Path = ARCHIVE_ROOT, max_age_s: float = ARCHIVE_MAX_AGE_S,
                     max_dirs: int = ARCHIVE_MAX_DIRS) -> None:
     """Delete download folders older than max_age_s, then the oldest beyond max_dirs."""
     if not root.is_dir():
         return
-    dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    dirs = _folders_by_age(root)
     now = time.time()
-    for index, path in enumerate(dirs):
-        if now - path.stat().st_mtime > max_age_s or index < len(dirs) - max_dirs:
+    for index, (mtime, path) in enumerate(dirs):
+        if now - mtime > max_age_s or index < len(dirs) - max_dirs:
             shutil.rmtree(path, ignore_errors=True)
+
+
+_downloads_lock = threading.Lock()
 
 
 def _new_folder() -> Path:
     """A fresh per-request folder under ARCHIVE_ROOT (old ones pruned first: bounded disk use)."""
-    ARCHIVE_ROOT.mkdir(parents=True, exist_ok=True)
-    prune_downloads()
-    return Path(tempfile.mkdtemp(prefix="run-", dir=ARCHIVE_ROOT))
+    with _downloads_lock:  # concurrent requests must not prune the same folders at once
+        ARCHIVE_ROOT.mkdir(parents=True, exist_ok=True)
+        prune_downloads(ARCHIVE_ROOT, ARCHIVE_MAX_AGE_S, ARCHIVE_MAX_DIRS - 1)  # room for this one
+        return Path(tempfile.mkdtemp(prefix="run-", dir=ARCHIVE_ROOT))
 
 
 def _npz_file(result: Result, folder: Path) -> Path:
@@ -592,6 +620,29 @@ def friendly_errors(action: str) -> Callable:
     return wrap
 
 
+def check_web_model(name: Any, listed: frozenset[str]) -> None:
+    """UserError unless a web request's model is one the app lists (no arbitrary downloads)."""
+    if name and (not isinstance(name, str) or name not in listed):
+        raise UserError(f"Unknown model {str(name)[:80]!r}; choose one of: {', '.join(sorted(listed))}.")
+
+
+def listed_models_only(fn: Callable, listed: frozenset[str]) -> Callable:
+    """Wrap a handler Gradio calls so that its ``model`` must be one the app lists: a web request
+    cannot make the server download arbitrary models. Python callers of ``fn`` are not limited."""
+    position = list(inspect.signature(fn).parameters).index("model")
+
+    @functools.wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        name = args[position] if len(args) > position else kwargs.get("model")
+        try:
+            check_web_model(name, listed)
+        except UserError as err:
+            raise gr.Error(str(err), title="Request refused", print_exception=False) from None
+        return fn(*args, **kwargs)
+
+    return inner
+
+
 @friendly_errors("load the model")
 def on_model_change(model: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Load the chosen model (a download shows progress) and rebuild layers, methods, classes."""
@@ -671,9 +722,8 @@ def explain_image(image: Any, model: str = DEFAULT_MODEL, layer: str | None = No
         the grid as one image, the raw result for re-rendering; not part of the API).
     """
     img = load_image(image)
-    top_k = int(top_k or 0)
-    if not 0 <= top_k <= MAX_CLASSES:
-        raise UserError(f"Top-k must be between 0 and {MAX_CLASSES}.")
+    colormap, opacity = display_settings(colormap, opacity)
+    top_k = whole_number(top_k, "Top-k", 0, MAX_CLASSES)
     progress(0, desc=f"Loading {model}…")
     classifier = get_model(model or DEFAULT_MODEL)
     layer = layer or classifier.default_layer
@@ -683,7 +733,8 @@ def explain_image(image: Any, model: str = DEFAULT_MODEL, layer: str | None = No
     chosen = parse_classes(classifier, classes)
     if top_k == 0 and not chosen:
         raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
-    usable = _usable_methods(classifier, layer, list(methods or []), bool(counterfactual))
+    usable = _usable_methods(classifier, layer, list(dict.fromkeys(methods or [])),
+                             bool(counterfactual))
     n_classes = top_k + len(chosen)
     if n_classes > MAX_CLASSES:
         raise UserError(f"That is {n_classes} classes; at most {MAX_CLASSES} per run.")
@@ -697,13 +748,39 @@ def explain_image(image: Any, model: str = DEFAULT_MODEL, layer: str | None = No
     result = compute(img, classifier.name, layer, usable, top_k, chosen, bool(counterfactual),
                      progress=report)
     gallery, grid, archive = _present(result, colormap, opacity, shared_scale)
+    release_memory()
     return gallery, predictions_label(result), archive, status_line(result), grid, result
+
+
+def whole_number(value: Any, what: str, low: int, high: int) -> int:
+    """An integer in [low, high] from a slider or API value (2, 2.0, "2"); UserError otherwise."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number.is_integer() and low <= number <= high):
+        raise UserError(f"{what} must be a whole number from {low} to {high}, not {value!r}.")
+    return int(number)
+
+
+def display_settings(colormap: str | None, opacity: Any) -> tuple[str, float]:
+    """The colormap and opacity to draw with (defaults for empty values); UserError if invalid."""
+    colormap = colormap or DEFAULT_COLORMAP
+    if colormap not in rendering.colormaps():
+        raise UserError(f"Unknown colormap {colormap!r}; choose from: "
+                        f"{', '.join(rendering.colormaps())}.")
+    try:
+        opacity = DEFAULT_OPACITY if opacity is None else float(opacity)
+    except (TypeError, ValueError):
+        opacity = float("nan")
+    if not 0 <= opacity <= 1:
+        raise UserError("The overlay opacity must be a number from 0 to 1.")
+    return colormap, opacity
 
 
 def _present(result: Result, colormap: str, opacity: float, shared: bool) -> tuple:
     """(gallery update, grid image path, zip path) for a result."""
-    colormap = colormap or DEFAULT_COLORMAP
-    opacity = DEFAULT_OPACITY if opacity is None else float(opacity)
+    colormap, opacity = display_settings(colormap, opacity)
     rendered = render(result, colormap, opacity, bool(shared))
     saved = save_rendered(result, rendered, colormap, opacity, bool(shared))
     return saved.gallery, saved.grid, saved.archive
@@ -777,6 +854,8 @@ def build_app() -> gr.Blocks:
     available = method_availability(classifier, classifier.default_layer)
     model_names = [name for _, name in model_choices()]
     first_methods = default_methods(available)
+    listed = frozenset(model_names)
+    explain_web = listed_models_only(explain_image, listed)
 
     with gr.Blocks(title="Why did the model say that? · Visual explanations",
                    delete_cache=(1800, 3600), analytics_enabled=False) as demo:
@@ -861,16 +940,18 @@ def build_app() -> gr.Blocks:
         explain_out = [gallery, predictions, download, status, grid, state]
         layout = dict(fn=gallery_layout, inputs=[state], outputs=[gallery], queue=False,
                       api_visibility="private")
-        run.click(explain_image, explain_inputs, explain_out, api_name="explain",
+        run.click(explain_web, explain_inputs, explain_out, api_name="explain",
                   preprocess=False, concurrency_id="engine").success(**layout)
-        examples.load_input_event.then(explain_image, explain_inputs, explain_out,
+        examples.load_input_event.then(explain_web, explain_inputs, explain_out,
                                        preprocess=False, concurrency_id="engine",
                                        api_visibility="private").success(**layout)
         image.upload(on_upload, [image], [image], preprocess=False, api_visibility="private",
                      concurrency_id="render", concurrency_limit=4, show_progress="hidden")
-        model.change(on_model_change, [model], [layer, methods, classes, note],
+        model.change(listed_models_only(on_model_change, listed), [model],
+                     [layer, methods, classes, note],
                      api_visibility="private", concurrency_id="models")
-        layer.change(on_layer_change, [model, layer, methods], [methods, note],
+        layer.change(listed_models_only(on_layer_change, listed), [model, layer, methods],
+                     [methods, note],
                      api_visibility="private", concurrency_id="models")
         display_in = [state, colormap, opacity, shared]
         display_out = [gallery, grid, download]
@@ -889,9 +970,35 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
            **kwargs: Any) -> Any:
     """Launch with the app's theme, CSS and upload limit (Gradio 6 takes them in launch())."""
     return demo.launch(server_name=host, server_port=port, share=share,
-                       max_file_size=MAX_FILE_SIZE, theme=gr.themes.Soft(primary_hue="indigo"),
+                       max_file_size=MAX_FILE_BYTES, theme=gr.themes.Soft(primary_hue="indigo"),
                        css=CSS, footer_links=["api"], show_error=False,
                        state_session_capacity=256, **kwargs)
+
+
+def _libc() -> Any:
+    """glibc, or None where the C library is another one."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+LIBC = _libc()
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (like MALLOC_ARENA_MAX=2): Gradio runs handlers on many worker
+    threads and each would otherwise keep its own arena of freed tensor memory, so a busy server's
+    memory would creep up. False where the host chose already or the C library is not glibc."""
+    if os.environ.get("MALLOC_ARENA_MAX") or LIBC is None:
+        return False
+    return bool(LIBC.mallopt(M_ARENA_MAX, arenas))
+
+
+def release_memory() -> None:
+    """Give the memory freed by a run back to the system (glibc malloc_trim; no-op elsewhere)."""
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -907,6 +1014,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()
     launch(build_app(), host=args.host, port=args.port, share=args.share)
 
 

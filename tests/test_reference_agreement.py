@@ -34,7 +34,7 @@ def lite0():
 ])
 def test_cams_agree_with_pytorch_grad_cam_on_efficientnet_lite0(lite0, method, peer):
     classifier, x = lite0
-    ours = explainers.explain(classifier, x, [method], top_k=2)
+    ours = explainers.explain(classifier, x, [method], top_k=1 if method == "ablationcam" else 2)  # theirs is slow
     layer = dict(classifier.module.named_modules())[ours.layer]
     targets = ours.targets[0]
     with getattr(pgc, peer)(model=classifier.module, target_layers=[layer]) as cam:

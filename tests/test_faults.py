@@ -1,0 +1,142 @@
+"""Faults in the app: a request that fails mid-explanation, is interrupted, or whose model download
+breaks off leaves the cached model exactly as before (no hooks, same modules, weights and modes)
+and the next request works, with the same maps as before.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import app  # noqa: E402
+from explainers import cam_formulas  # noqa: E402
+from test_engine import assert_unchanged, snapshot  # noqa: E402
+from test_models_zoo import Response, hub  # noqa: E402, F401  (hub is a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "assets" / "cat_and_coffee.jpg"
+METHODS = ["gradcam", "guided_gradcam", "layercam"]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return app.get_model(app.DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def reference(classifier) -> app.Result:
+    """The maps of a request before any fault."""
+    return app.explain_image(str(IMAGE), methods=METHODS, top_k=2)[-1]
+
+
+def assert_same_maps(result: app.Result, reference: app.Result) -> None:
+    assert set(result.tiles) == set(reference.tiles)
+    for key, tile in reference.tiles.items():
+        np.testing.assert_allclose(result.tiles[key].raw, tile.raw, rtol=1e-5, atol=1e-7)
+
+
+def assert_recovers(classifier, before: dict, reference: app.Result) -> None:
+    """The model is as it was, and the next request gives the maps it gave before the fault."""
+    assert_unchanged(classifier.module, before)
+    assert_same_maps(app.explain_image(str(IMAGE), methods=METHODS, top_k=2)[-1], reference)
+
+
+def test_a_method_that_raises_mid_request(classifier, reference, monkeypatch):
+    before = snapshot(classifier.module)
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cam_formulas.GRADIENT_CAMS, "gradcam", broken)
+    with pytest.raises(gr.Error, match="unexpected") as info:
+        app.explain_image(str(IMAGE), methods=METHODS, top_k=2)
+    assert "boom" not in str(info.value)
+    monkeypatch.undo()
+    assert_recovers(classifier, before, reference)
+
+
+def test_a_layer_that_does_not_fit(classifier, reference):
+    before = snapshot(classifier.module)
+    head = next(name for name, m in classifier.module.named_modules() if isinstance(m, torch.nn.Linear))
+    image = app.load_image(str(IMAGE))
+    with pytest.raises(app.explainers.ExplainerError, match="spatial feature map"):
+        app.compute(image, app.DEFAULT_MODEL, head, ["gradcam"], 1, [], False)
+    assert_recovers(classifier, before, reference)
+
+
+def test_an_interrupted_request(classifier, reference):
+    """A request stopped from its progress callback (as a cancelled or dropped request is)."""
+    before = snapshot(classifier.module)
+    calls = []
+
+    def cancel(fraction, desc=""):
+        calls.append(fraction)
+        if len(calls) > 2:
+            raise KeyboardInterrupt  # not an Exception: nothing may swallow it
+
+    with pytest.raises(KeyboardInterrupt):
+        app.explain_image(str(IMAGE), methods=["scorecam"], top_k=1, progress=cancel)
+    assert len(calls) == 3
+    assert_recovers(classifier, before, reference)
+
+
+def test_concurrent_requests_leave_no_hooks_on_the_cached_models(classifier, reference):
+    before = snapshot(classifier.module)
+    errors: list[BaseException] = []
+    results: list[app.Result] = []
+
+    def user(methods: list[str]) -> None:
+        try:
+            results.append(app.explain_image(str(IMAGE), methods=methods, top_k=2)[-1])
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=user, args=(m,)) for m in
+               (METHODS, ["eigencam"], METHODS, ["gradient", "gradcam++"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(r.methods == METHODS for r in results) == 2
+    for r in results:
+        if r.methods == METHODS:
+            assert_same_maps(r, reference)
+    for name in list(app._models):
+        hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+                    for m in app._models[name].module.modules())
+        assert hooks == 0, name
+    assert_unchanged(classifier.module, before)
+
+
+def test_a_failed_download_leaves_the_app_working(hub, monkeypatch, classifier, reference):
+    from models import downloads
+
+    monkeypatch.setattr(downloads, "reachable", lambda url, timeout=0: True)
+    monkeypatch.setattr(torch.hub, "urlopen", lambda request: Response(b"x" * 10_000_000, fail=True))
+    with pytest.raises(gr.Error, match="download failed: connection reset"):
+        app.on_model_change("resnet18")
+    assert list(hub.iterdir()) == []  # no half-written weights
+    labels = dict((name, label) for label, name in app.model_choices())
+    assert "downloads" in labels["resnet18"]  # still offered, still not "ready"
+    layer, *_ = app.on_model_change(app.DEFAULT_MODEL)
+    assert layer.value == classifier.default_layer
+    assert_same_maps(app.explain_image(str(IMAGE), methods=METHODS, top_k=2)[-1], reference)
+
+
+def test_concurrent_requests_do_not_trip_over_each_others_download_folders(monkeypatch, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(app, "ARCHIVE_ROOT", tmp_path)
+    monkeypatch.setattr(app, "ARCHIVE_MAX_DIRS", 2)
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: app._new_folder(), range(200)))
+    assert len(set(folders)) == 200 and len(list(tmp_path.iterdir())) <= 2

@@ -1,0 +1,119 @@
+"""Security: no path from a request reads or writes outside where it should, no arbitrary model
+downloads, bounded downloads folder, local-only binding unless asked, no checkpoint input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+import app  # noqa: E402
+from explainers import cli  # noqa: E402
+from test_hostile_inputs import GOOD, api_explain, client, server_url  # noqa: E402, F401 (fixtures)
+
+DEFAULTS = [app.DEFAULT_MODEL, None, ["gradcam"], 1, [], False, "jet", 0.5, False]
+
+
+def raw_explain(url: str, image: dict, model: str = app.DEFAULT_MODEL) -> str:
+    """POST /explain with a hand-made payload (no client-side upload); the event stream's text."""
+    data = [image, model, *DEFAULTS[1:]]
+    event = httpx.post(url + "gradio_api/call/explain", json={"data": data}, timeout=30)
+    event.raise_for_status()
+    return httpx.get(f"{url}gradio_api/call/explain/{event.json()['event_id']}", timeout=120).text
+
+
+@pytest.fixture()
+def private_image(tmp_path) -> Path:
+    secret = tmp_path / "private.jpg"
+    shutil.copy(GOOD, secret)
+    return secret
+
+
+def test_api_cannot_open_files_that_were_not_uploaded(server_url, client, private_image):
+    for path in ("/etc/passwd", str(private_image), str(GOOD), "../../../../etc/passwd",
+                 f"{private_image.parent}/../{private_image.parent.name}/private.jpg"):
+        answer = raw_explain(server_url, {"path": path, "meta": {"_type": "gradio.FileData"}})
+        assert answer.startswith("event: error") and "computed at" not in answer, (path, answer)
+        assert "root:" not in answer and "Traceback" not in answer
+        assert len(api_explain(client, GOOD)[0]) == 2  # the next good request is served
+    for path in ("/etc/passwd", str(private_image)):
+        assert httpx.get(f"{server_url}gradio_api/file={path}").status_code == 403
+
+
+def test_api_only_loads_listed_models(server_url, monkeypatch):
+    loaded = []
+    real = app.models.load
+    monkeypatch.setattr(app.models, "load", lambda name, *a, **k: loaded.append(name) or real(name, *a, **k))
+    for name in ("timm:vit_huge_patch14_clip_224", "squeezenet1_1", "../../etc/passwd"):
+        from gradio_client import Client, handle_file
+
+        with pytest.raises(Exception, match="Unknown model"):
+            Client(server_url, verbose=False).predict(image=handle_file(str(GOOD)), model=name,
+                                                      methods=["gradcam"], api_name="/explain")
+    assert loaded == []
+    listed = app.listed_models_only(app.explain_image, frozenset({"efficientnet_lite0"}))
+    with pytest.raises(gr.Error, match="Unknown model"):
+        listed(str(GOOD), ["not", "a", "name"])
+
+
+def test_the_api_offers_no_file_input_but_the_image(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert list(endpoints) == ["/explain"]
+    files = [p["parameter_name"] for p in endpoints["/explain"]["parameters"]
+             if "FileData" in json.dumps(p.get("type", {}))]
+    assert files == ["image"]  # no checkpoint or other file goes in through the web
+
+
+def test_downloads_stay_in_the_temp_folder_bounded_and_with_safe_names(monkeypatch, tmp_path):
+    monkeypatch.setattr(app, "ARCHIVE_ROOT", tmp_path / "downloads")
+    monkeypatch.setattr(app, "ARCHIVE_MAX_DIRS", 3)
+    result = app.explain_image(str(GOOD), methods=["gradcam"], top_k=1)[-1]
+    target = result.targets[0]
+    result.labels[target] = "../../../evil/\\..\\x"
+    result.model = "../../up"
+    for _ in range(5):
+        _, _, archive = app._present(result, "jet", 0.5, False)
+        assert Path(archive).resolve().is_relative_to(tmp_path / "downloads")
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                assert not name.startswith("/") and ".." not in Path(name).parts, name
+    assert len(list((tmp_path / "downloads").iterdir())) <= 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+
+
+def test_cli_writes_only_inside_out(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    names = ["...jpg", "..\\..\\evil.jpg", "$(touch pwned).jpg", "a b;c.jpg", "..jpg"]
+    for name in names:
+        shutil.copy(GOOD, source / name)
+    out = tmp_path / "nested" / "out"
+    code = cli.main([str(source), "--methods", "gradcam", "--top-k", "1", "--out", str(out), "--quiet"])
+    assert code == 0
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(source)]
+    assert written and all(p.parent == out for p in written), written
+    assert len({p.name for p in written if p.suffix == ".json"}) == len(names)
+    assert not (tmp_path / "pwned").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in", "nested"]
+
+
+def test_launch_binds_locally_with_limits_unless_told(monkeypatch):
+    seen = {}
+
+    class Demo:
+        def launch(self, **kwargs):
+            seen.update(kwargs)
+
+    app.launch(Demo())
+    assert seen["server_name"] == "127.0.0.1" and seen["share"] is False
+    assert seen["max_file_size"] == app.MAX_FILE_BYTES and seen["show_error"] is False
+    app.launch(Demo(), host="0.0.0.0", share=True)
+    assert seen["server_name"] == "0.0.0.0" and seen["share"] is True
