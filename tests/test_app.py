@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import os
-import socket
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from PIL import Image  # noqa: E402
 import app  # noqa: E402
 import explainers  # noqa: E402
 import models  # noqa: E402
+from servers import running_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITE = ROOT / "assets" / "cat_and_coffee.jpg"
@@ -299,18 +299,10 @@ def test_main_parses_flags(monkeypatch):
 # ---------------------------------------------------------------------------- HTTP API
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url():
-    demo = app.build_app()
-    _, url, _ = app.launch(demo, port=_free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
+    with running_app(app.build_app()) as url:
+        yield url
 
 
 def test_api_explain_with_gradio_client(server_url):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from servers import running_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,20 +27,12 @@ pytestmark = pytest.mark.skipif(
     reason=f"{CHROMIUM} is missing (install Debian's chromium: apt-get install -y chromium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     import app
 
-    demo = app.build_app()
-    _, url, _ = app.launch(demo, port=_free_port(), prevent_thread_lock=True, quiet=True)
-    yield app, url
-    demo.close()
+    with running_app(app.build_app()) as url:
+        yield app, url
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import struct
 import tracemalloc
 import zlib
@@ -22,6 +21,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
+from servers import running_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ROOT / "assets" / "cat.jpg"
@@ -29,19 +29,11 @@ FAST = ["gradcam"]
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url():
     """The app on 127.0.0.1 (a free port), in this process."""
-    demo = app.build_app()
-    _, url, _ = app.launch(demo, port=_free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
+    with running_app(app.build_app()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

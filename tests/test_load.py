@@ -11,7 +11,6 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ import pytest
 import app
 import explainers
 import models
+from servers import free_port, running_app
 
 psutil = pytest.importorskip("psutil")
 
@@ -60,19 +60,13 @@ def plan(seed: int = 0) -> list[Request]:
             for i in range(REQUESTS)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`python app.py` in its own process (its memory is measured alone), on a free local port;
     its log is printed when a test fails."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "app.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_NAME": "127.0.0.1"}
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
@@ -223,8 +217,7 @@ def test_requests_queue_two_engine_runs_at_a_time(monkeypatch):
                 active[0] -= 1
 
     monkeypatch.setattr(app, "compute", counted)
-    _, url, _ = app.launch(demo, port=_free_port(), prevent_thread_lock=True, quiet=True)
-    try:
+    with running_app(demo) as url:
         def one(_: int) -> int:
             return len(Client(url, verbose=False).predict(
                 image=handle_file(str(IMAGES[0])), methods=["gradcam"], top_k=1,
@@ -232,7 +225,5 @@ def test_requests_queue_two_engine_runs_at_a_time(monkeypatch):
 
         with ThreadPoolExecutor(6) as pool:
             assert list(pool.map(one, range(6))) == [2] * 6
-    finally:
-        demo.close()
     assert peak[0] == 2
 
