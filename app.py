@@ -56,7 +56,7 @@ from PIL import Image, UnidentifiedImageError
 
 import explainers
 import models
-from explainers import rendering
+from explainers import metrics, metrics_sanity, plots, rendering
 
 log = logging.getLogger("app")
 
@@ -350,6 +350,7 @@ class Result:
     predictions: list[tuple[int, str, float]]
     counterfactual: bool
     seconds: float
+    inputs: Any = None  # the preprocessed image tensor [1, 3, H, W] the maps explain
     finished: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
     npz_path: str | None = None
 
@@ -383,7 +384,8 @@ def compute(image: Image.Image, model_name: str, layer: str | None, methods: lis
     return Result(model=model_name, layer=explanation.layer, device=explanation.device, crop=crop,
                   methods=list(methods), targets=targets,
                   labels={t: classifier.labels[t] for t in targets}, tiles=tiles,
-                  predictions=predictions, counterfactual=counterfactual, seconds=seconds)
+                  predictions=predictions, counterfactual=counterfactual, seconds=seconds,
+                  inputs=x)
 
 
 def _display_maps(result: Result, shared: bool) -> dict[tuple[str, int], np.ndarray]:
@@ -848,6 +850,89 @@ def legend_html(colormap: str) -> str:
             f"src='data:image/png;base64,{data}'><span>high</span></div>")
 
 
+# --------------------------------------------------------------------------------------------
+# "How faithful is this?": deletion / insertion, Average Drop, sanity check (on request)
+# --------------------------------------------------------------------------------------------
+
+FAITHFULNESS_STEPS = 50
+SANITY_STAGES = 6
+FAITHFULNESS_HEADERS = ["method", "class", "deletion AUC ↓", "insertion AUC ↑",
+                        "drop in confidence % ↓", "confidence increases"]
+
+
+def _explained(result: Result | None) -> Result:
+    if result is None:
+        raise UserError("Explain an image first: the metrics measure the maps shown.")
+    if result.counterfactual:
+        raise UserError("The metrics measure evidence for a class; switch “Why not?” off and "
+                        "explain again.")
+    return result
+
+
+@friendly_errors("measure faithfulness")
+def measure_faithfulness(result: Result | None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Deletion and insertion curves (one plot per method family) and a table of the areas,
+    Average Drop and Increase in Confidence, for every map of the current result."""
+    result = _explained(result)
+    classifier = get_model(result.model)
+    keys = [(m, t) for t in result.targets for m in result.methods if (m, t) in result.tiles]
+    rows, curves = [], {}
+    for done, (method, target) in enumerate(keys):
+        title = explainers.METHODS[method].title
+        progress(done / len(keys), desc=f"{title} · {result.labels[target]}")
+        saliency = [result.tiles[(method, target)].map]
+        paths = metrics.deletion_insertion(classifier, result.inputs, saliency, [target],
+                                           steps=FAITHFULNESS_STEPS)
+        change = metrics.confidence_change(classifier, result.inputs, saliency, [target])
+        curves.setdefault(method, []).append((paths.deletion[0], paths.insertion[0]))
+        rows.append([title, result.labels[target], round(float(paths.deletion_auc[0]), 3),
+                     round(float(paths.insertion_auc[0]), 3), round(change.average_drop, 1),
+                     "yes" if change.increase_in_confidence > 0 else "no"])
+    mean_curves = {m: tuple(np.mean(np.stack(parts), axis=0) for parts in zip(*pairs))
+                   for m, pairs in curves.items()}
+    figure = plots.curves_figure(paths.fractions, mean_curves,
+                                 {m: explainers.METHODS[m].kind for m in mean_curves},
+                                 {m: explainers.METHODS[m].title for m in mean_curves},
+                                 title=f"Mean of {len(result.targets)} class(es) · "
+                                       f"{FAITHFULNESS_STEPS} steps of {100 / FAITHFULNESS_STEPS:g} %")
+    return figure, gr.Dataframe(value=rows, headers=FAITHFULNESS_HEADERS)
+
+
+@friendly_errors("run the sanity check")
+def sanity_check(result: Result | None, method: str | None,
+                 progress: gr.Progress = gr.Progress()) -> tuple:
+    """Adebayo et al.'s cascading randomisation for one method on the current image and class:
+    a map that does not change when the model's weights are randomised explains the image, not
+    the model."""
+    result = _explained(result)
+    if method not in result.methods:
+        raise UserError("Choose one of the methods of the current result.")
+    classifier = get_model(result.model)
+    target = result.targets[0]
+    title = explainers.METHODS[method].title
+    progress(0, desc=f"Randomising {result.model} layer by layer")
+    sanity = metrics_sanity.cascading_randomisation(
+        classifier, result.inputs, [method], [target], layer=result.layer, stages=SANITY_STAGES,
+        progress=lambda f: progress(f, desc=f"{title}: randomised stage"))
+    figure = plots.sanity_figure(sanity.randomised, sanity.stages, {method: sanity.mean(method)},
+                                 sanity.threshold, {method: title},
+                                 title=f"{title} · {result.labels[target]}")
+    verdict = "fails" if sanity.fails(method) else "passes"
+    note = (f"**{title} {verdict} the sanity check** for *{result.labels[target]}*: with all "
+            f"{sanity.randomised[-1]} parameter layers randomised, its map's Spearman correlation "
+            f"with the trained model's map is {sanity.final(method):.2f} (it fails above "
+            f"{sanity.threshold:g}: a map that survives randomisation shows the image, not the model).")
+    return figure, note
+
+
+def sanity_methods(result: Result | None) -> Any:
+    """The sanity check's method choices: the methods of the current result."""
+    methods = result.methods if result else []
+    return gr.Dropdown(choices=[(explainers.METHODS[m].title, m) for m in methods],
+                       value=methods[0] if methods else None)
+
+
+
 def build_app() -> gr.Blocks:
     """Build the Gradio Blocks UI (not launched). Loads the default model once."""
     classifier = get_model(DEFAULT_MODEL)
@@ -929,6 +1014,25 @@ def build_app() -> gr.Blocks:
                 download = gr.File(label="Download everything (zip: overlays, grid, raw maps, "
                                          "predictions)", interactive=False,
                                    elem_id="download")
+                with gr.Accordion("How faithful is this?", open=False, elem_id="faithfulness"):
+                    gr.Markdown(
+                        "**Deletion** removes the most salient pixels first (set to the zero "
+                        "baseline, the mean colour) and follows the class probability: a faithful "
+                        "map makes it fall fast (small area). **Insertion** puts them back into a "
+                        "blurred image: it should rise fast (large area). **Drop in confidence**: "
+                        "how much the probability falls when the image is multiplied by the map "
+                        "(Grad-CAM++ paper's Average Drop). The **sanity check** randomises the "
+                        "model's weights from the top layer down: the map should change.")
+                    measure = gr.Button("Measure faithfulness", elem_id="measure")
+                    curves_plot = gr.Plot(label="Deletion and insertion", elem_id="curves")
+                    faithfulness_table = gr.Dataframe(headers=FAITHFULNESS_HEADERS,
+                                                      interactive=False, elem_id="faithfulness-table")
+                    with gr.Row(equal_height=True):
+                        sanity_method = gr.Dropdown(choices=[], label="Method to sanity-check",
+                                                    elem_id="sanity-method", scale=3)
+                        sanity = gr.Button("Sanity check", elem_id="sanity", scale=1)
+                    sanity_note = gr.Markdown(elem_id="sanity-note")
+                    sanity_plot = gr.Plot(label="Cascading randomisation", elem_id="sanity-plot")
         with gr.Accordion("What do these methods mean?", open=False, elem_id="methods-help"):
             gr.Markdown(methods_help())
             gr.Markdown("Maps are computed on the centre crop the model actually sees (the "
@@ -942,6 +1046,11 @@ def build_app() -> gr.Blocks:
                       api_visibility="private")
         run.click(explain_web, explain_inputs, explain_out, api_name="explain",
                   preprocess=False, concurrency_id="engine").success(**layout)
+        state.change(sanity_methods, [state], [sanity_method], queue=False, api_visibility="private")
+        measure.click(measure_faithfulness, [state], [curves_plot, faithfulness_table],
+                      concurrency_id="engine", api_visibility="private")
+        sanity.click(sanity_check, [state, sanity_method], [sanity_plot, sanity_note],
+                     concurrency_id="engine", api_visibility="private")
         examples.load_input_event.then(explain_web, explain_inputs, explain_out,
                                        preprocess=False, concurrency_id="engine",
                                        api_visibility="private").success(**layout)

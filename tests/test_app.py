@@ -332,3 +332,44 @@ def test_an_empty_map_says_so_in_its_caption():
         "Score-CAM (why not) · goldfish · 50.0% · 0.10 s · no evidence found (empty map)")
     full = app.Tile("gradcam", 1, np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), 0.5, 0.1, False)
     assert app.tile_caption(result, full) == "Grad-CAM · goldfish · 50.0% · 0.10 s"
+
+
+# ---------------------------------------------------------------------------- faithfulness panel
+
+
+@pytest.fixture(scope="module")
+def faithfulness_result():
+    return app.compute(Image.open(COMPOSITE), app.DEFAULT_MODEL, None, ["gradcam", "gradient"], 2, [], False)
+
+
+def test_faithfulness_panel_measures_every_map(faithfulness_result):
+    from matplotlib.figure import Figure
+
+    figure, table = app.measure_faithfulness(faithfulness_result)
+    assert isinstance(figure, Figure) and len(figure.axes) == 2  # one panel per method family
+    rows = table.value["data"]
+    assert [(r[0], r[1]) for r in rows] == [
+        (m, faithfulness_result.labels[t]) for t in faithfulness_result.targets
+        for m in ("Grad-CAM", "Gradient")]
+    for _, _, deletion, insertion, drop, increase in rows:
+        assert 0 <= deletion <= 1 and 0 <= insertion <= 1 and 0 <= drop <= 100
+        assert increase in ("yes", "no")
+    gradcam_top = rows[0]
+    assert gradcam_top[2] < gradcam_top[3]  # a faithful map: deletion falls before insertion rises
+
+
+def test_sanity_check_of_gradcam_passes_and_needs_a_result(faithfulness_result):
+    figure, note = app.sanity_check(faithfulness_result, "gradcam")
+    assert note.startswith("**Grad-CAM passes the sanity check**")
+    assert len(figure.axes) == 1
+    with pytest.raises(gr.Error, match="Explain an image first"):
+        app.sanity_check(None, "gradcam")
+    with pytest.raises(gr.Error, match="methods of the current result"):
+        app.sanity_check(faithfulness_result, "scorecam")
+
+
+def test_faithfulness_refuses_counterfactual_results(faithfulness_result):
+    from dataclasses import replace
+
+    with pytest.raises(gr.Error, match="Why not"):
+        app.measure_faithfulness(replace(faithfulness_result, counterfactual=True))

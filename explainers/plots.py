@@ -1,0 +1,72 @@
+"""Figures of the faithfulness metrics (matplotlib, no pyplot state, so safe in a server).
+
+Rendering only: the numbers come from explainers.metrics and explainers.metrics_sanity.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+FAMILY_TITLES = {"cam": "Gradient and activation CAMs", "perturbation": "Perturbation CAMs",
+                 "input-gradient": "Input gradients", "fusion": "Guided fusions"}
+
+
+def curves_figure(fractions: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                  families: Mapping[str, str], titles: Mapping[str, str] | None = None,
+                  title: str | None = None) -> Figure:
+    """Deletion (dashed) and insertion (solid) curves, one panel per method family.
+
+    fractions: [S] share of the pixels removed / inserted; curves: method -> (deletion [S],
+    insertion [S]) target probabilities; families: method -> family ("cam", "perturbation",
+    "input-gradient", "fusion"); titles: method -> display name.
+    """
+    titles = titles or {}
+    panels = list(dict.fromkeys(families[m] for m in curves))
+    figure = Figure(figsize=(max(6.4, 4.2 * len(panels)), 3.6), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, family in zip(axes, panels):
+        for index, (method, (deletion, insertion)) in enumerate(
+                (m, c) for m, c in curves.items() if families[m] == family):
+            colour = f"C{index % 10}"
+            name = titles.get(method, method)
+            ax.plot(fractions, insertion, color=colour, label=f"{name} insertion")
+            ax.plot(fractions, deletion, color=colour, linestyle="--", label=f"{name} deletion")
+        ax.set_title(FAMILY_TITLES.get(family, family), fontsize=10)
+        ax.set_xlabel("share of pixels removed (--) / inserted (—)")
+        ax.set_ylabel("probability of the class")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def sanity_figure(randomised: Sequence[int], layers: Sequence[str], spearman: Mapping[str, np.ndarray],
+                  threshold: float, titles: Mapping[str, str] | None = None,
+                  title: str | None = None) -> Figure:
+    """Mean Spearman correlation with the trained model's map as layers are randomised top down.
+
+    randomised: how many parameter layers are randomised after each stage; layers: the last layer
+    randomised at each stage; spearman: method -> [stages] mean correlations.
+    """
+    titles = titles or {}
+    figure = Figure(figsize=(6.4, 3.6), layout="constrained")
+    ax = figure.subplots()
+    stages = np.arange(len(randomised) + 1)
+    for method, values in spearman.items():
+        ax.plot(stages, np.concatenate([[1.0], values]), marker="o", label=titles.get(method, method))
+    ax.axhline(threshold, color="grey", linestyle=":", label=f"fails above {threshold:g}")
+    ax.set_xticks(stages, ["trained"] + [f"{n}\n{name}" for n, name in zip(randomised, layers)],
+                  fontsize=6)
+    ax.set_xlabel("parameter layers randomised, from the top (last one named)")
+    ax.set_ylabel("Spearman with the trained map")
+    ax.set_ylim(-1.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return figure
