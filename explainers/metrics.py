@@ -139,13 +139,13 @@ def deletion_insertion(model, x: torch.Tensor, maps, targets: Sequence[int], ste
     count, pixels = len(maps), maps[0].numel()
     ranks = saliency_ranks(maps)
     blurred = gaussian_blur(x, blur_kernel, blur_sigma)
-    kept = torch.round(torch.linspace(0, pixels, steps + 1, device=x.device)).long()
+    changed_per_step = torch.round(torch.linspace(0, pixels, steps + 1, device=x.device)).long()
     per_curve = steps + 1
 
     def make_batch(indices: torch.Tensor) -> torch.Tensor:
         kind, rest = indices // (count * per_curve), indices % (count * per_curve)
         item, step = rest // per_curve, rest % per_curve
-        changed = (ranks[item] < kept[step, None, None])[:, None]  # [n, 1, H, W]
+        changed = (ranks[item] < changed_per_step[step, None, None])[:, None]  # [n, 1, H, W]
         deleted = x[item].masked_fill(changed, 0.0)
         inserted = torch.where(changed, x[item], blurred[item])
         return torch.where((kind == 0)[:, None, None, None], deleted, inserted)
@@ -154,7 +154,7 @@ def deletion_insertion(model, x: torch.Tensor, maps, targets: Sequence[int], ste
     every_target = targets.repeat_interleave(per_curve).repeat(2)  # (kind, item, step) order
     probabilities = batched_probabilities(model, total, make_batch, every_target, batch_size)
     curves = probabilities.view(2, count, per_curve).cpu().double().numpy()
-    fractions = (kept.double() / pixels).cpu().numpy()
+    fractions = (changed_per_step.double() / pixels).cpu().numpy()
     return Curves(fractions, curves[0], curves[1], area(fractions, curves[0]), area(fractions, curves[1]),
                   insertion_baseline=f"Gaussian blur, kernel {blur_kernel}, sigma {blur_sigma}")
 
