@@ -15,7 +15,6 @@ import argparse
 import csv
 import re
 import sys
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 
 import explainers
 import models
-from explainers import cli
+from explainers import cli, plots
 from explainers.metrics import DEFAULT_STEPS, ConfidenceChange, confidence_change, deletion_insertion
 from explainers.metrics_pointing import CELLS, pointing_grid, pointing_score
 from explainers.metrics_sanity import SANITY_THRESHOLD, SanityResult, cascading_randomisation
@@ -182,54 +181,27 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_curves(out: Path, methods: list[str], scores: dict[str, Scores], title: str) -> None:
     """curves.csv (mean curves) and curves.png (deletion and insertion panels, one line per method)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = []
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for kind, axis in zip(("deletion", "insertion"), axes):
-        for method in methods:
-            fractions = scores[method].fractions
-            mean = np.mean(getattr(scores[method], kind), axis=0)
-            auc = np.mean(getattr(scores[method], f"{kind}_auc"))
-            axis.plot(fractions, mean, label=f"{method} (AUC {auc:.3f})")
-            rows += [{"method": method, "curve": kind, "fraction": f"{f:.6f}", "probability": f"{p:.6f}"}
-                     for f, p in zip(fractions, mean)]
-        axis.set(title=f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} is better)",
-                 xlabel="fraction of pixels " + ("removed" if kind == "deletion" else "inserted"),
-                 ylabel="mean probability of the class", xlim=(0, 1), ylim=(0, None))
-        axis.legend(fontsize=8)
-    figure.suptitle(textwrap.fill(title, 140), fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "curves.png", dpi=110)
-    plt.close(figure)
-    write_csv(out / "curves.csv", rows)
+    means = {kind: {m: np.mean(getattr(scores[m], kind), axis=0) for m in methods}
+             for kind in ("deletion", "insertion")}
+    areas = {kind: {m: float(np.mean(getattr(scores[m], f"{kind}_auc"))) for m in methods}
+             for kind in ("deletion", "insertion")}
+    fractions = {m: scores[m].fractions for m in methods}
+    write_csv(out / "curves.csv", [
+        {"method": m, "curve": kind, "fraction": f"{f:.6f}", "probability": f"{p:.6f}"}
+        for kind in ("deletion", "insertion") for m in methods
+        for f, p in zip(fractions[m], means[kind][m])])
+    plots.mean_curves_figure(fractions, means["deletion"], means["insertion"], areas["deletion"],
+                             areas["insertion"], title).savefig(out / "curves.png", dpi=110)
 
 
 def write_sanity(out: Path, methods: list[str], sanity: SanityResult, title: str) -> None:
     """sanity.csv (mean Spearman per stage) and sanity.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     write_csv(out / "sanity.csv", [{"method": m, "stage": i + 1, "randomised_modules": count,
                                     "down_to": name, "mean_spearman": f"{sanity.mean(m)[i]:.6f}"}
                                    for m in methods
                                    for i, (count, name) in enumerate(zip(sanity.randomised, sanity.stages))])
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    for method in methods:
-        axis.plot([0] + sanity.randomised, [1.0] + list(sanity.mean(method)), marker="o", label=method)
-    axis.axhline(sanity.threshold, color="grey", linestyle="--", linewidth=1)
-    axis.set(title=title, xlabel="modules randomised (top layer down, cumulative)",
-             ylabel="mean Spearman with the original map", ylim=(-0.2, 1.05))
-    axis.title.set_fontsize(9)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "sanity.png", dpi=110)
-    plt.close(figure)
+    plots.sanity_figure(sanity.randomised, sanity.stages, {m: sanity.mean(m) for m in methods},
+                        sanity.threshold, title=title).savefig(out / "sanity.png", dpi=110)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

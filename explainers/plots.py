@@ -4,6 +4,7 @@ Rendering only: the numbers come from explainers.metrics and explainers.metrics_
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -42,6 +43,26 @@ def curves_figure(fractions: np.ndarray, curves: Mapping[str, tuple[np.ndarray, 
         ax.legend(fontsize=7, loc="best")
     if title:
         figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def mean_curves_figure(fractions: Mapping[str, np.ndarray], deletion: Mapping[str, np.ndarray],
+                       insertion: Mapping[str, np.ndarray], deletion_auc: Mapping[str, float],
+                       insertion_auc: Mapping[str, float], title: str | None = None) -> Figure:
+    """Two panels, deletion and insertion, with one mean curve per method and its AUC in the
+    legend (the evaluation over a folder of images)."""
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    for axis, kind, curves, areas in zip(figure.subplots(1, 2), ("deletion", "insertion"),
+                                         (deletion, insertion), (deletion_auc, insertion_auc)):
+        for method, curve in curves.items():
+            axis.plot(fractions[method], curve, label=f"{method} (AUC {areas[method]:.3f})")
+        better = "lower" if kind == "deletion" else "higher"
+        axis.set(title=f"{kind.capitalize()} ({better} is better)",
+                 xlabel="fraction of pixels " + ("removed" if kind == "deletion" else "inserted"),
+                 ylabel="mean probability of the class", xlim=(0, 1), ylim=(0, None))
+        axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(textwrap.fill(title, 140), fontsize=8)
     return figure
 
 
