@@ -177,7 +177,7 @@ def grid(tiles: Sequence[Sequence[Image.Image | None]], row_labels: Sequence[str
     cell_h = max((t.height for t in present), default=224)
 
     size = max(12, min(28, round(cell_h / 14)))  # 16 px at 224 px tiles
-    fnt, bold, small = font(size), font(size, bold=True), font(max(10, size - 3))
+    bold, small = font(size, bold=True), font(max(10, size - 3))
     title_font = font(size + 4, bold=True)
     pad = max(6, size // 2)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))

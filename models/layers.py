@@ -51,7 +51,7 @@ def discover_layers(module: torch.nn.Module, input_size: tuple[int, int] = (224,
 
     handles = [sub.register_forward_hook(hook_for(name))
                for name, sub in module.named_modules() if name]
-    was_training = module.training
+    was_training = {sub: sub.training for sub in module.modules()}
     parameter = next(module.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     try:
@@ -64,7 +64,8 @@ def discover_layers(module: torch.nn.Module, input_size: tuple[int, int] = (224,
     finally:
         for handle in handles:
             handle.remove()
-        module.train(was_training)
+        for sub, training in was_training.items():  # each module's own flag, as it was
+            sub.training = training
     return _spatial_layers(calls)
 
 
