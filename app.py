@@ -40,7 +40,8 @@ import json
 import logging
 import os
 import re
-import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -52,11 +53,18 @@ from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from gradio import utils as gradio_utils
+from gradio.context import LocalContext
+from starlette.middleware import Middleware
+from PIL import Image
 
 import explainers
 import models
-from explainers import metrics, metrics_sanity, plots, rendering
+from explainers import cost, metrics, metrics_sanity, plots, rendering
+from webapp import budget, components, queue_policy, scratch, uploads
+from webapp.errors import UserError
+from webapp.http_limits import RequestLimits
+from webapp.result_store import ResultStore
 
 log = logging.getLogger("app")
 
@@ -68,24 +76,33 @@ PREFERRED_DEFAULT_METHODS = ("gradcam", "gradcam++", "gradcampp", "layercam")
 DEFAULT_TOP_K = 2
 DEFAULT_COLORMAP = "jet"
 DEFAULT_OPACITY = 0.5
-MAX_PIXELS = 40_000_000          # refuse images larger than 40 megapixels (checked before decoding)
-MAX_ASPECT_RATIO = 20            # refuse thinner strips: resizing them would need huge images
 MAX_FILE_BYTES = 25 * 1024 * 1024  # upload limit enforced by Gradio (launch(max_file_size=...))
 MAX_MAPS = 48                    # classes x methods per run
 MAX_CLASSES = 10
 MAX_LOADED_MODELS = 2
-ARCHIVE_ROOT = Path(tempfile.gettempdir()) / "explain-app-downloads"
-ARCHIVE_MAX_AGE_S = 3600         # downloads older than this are deleted ...
-ARCHIVE_MAX_DIRS = 32            # ... and never more than this many are kept
+MAX_REQUEST_SECONDS = 120        # estimated before a run (refused when over) and enforced during it
+ENGINE_CONCURRENCY = 2           # engine runs at once (the queue's limit, and a semaphore behind it)
+QUEUE_SIZE = 32                  # requests waiting, all visitors together ...
+PER_SESSION = 2                  # ... waiting or running per session (a browser tab) ...
+PER_ADDRESS = 16                 # ... and per client address (half the queue)
+MAX_BODY_BYTES = 64 * 1024       # JSON request bodies (images come as uploads)
+SESSIONS = 256                   # sessions whose last values Gradio keeps (LRU)
+RESULTS_MAX_BYTES = 64 * 2**20   # results kept for re-rendering, all sessions together ...
+RESULTS_MAX_AGE_S = 3600         # ... each for at most an hour after its last use
+TEMP_MAX_BYTES = 512 * 2**20     # every temporary file of the server (uploads, Gradio's cache, zips)
+TEMP_MAX_AGE_S = 3600            # ... each deleted an hour after it was written
+ARCHIVE_ROOT: Path | None = None  # where download folders go; None: this server's scratch folder
 M_ARENA_MAX = -8                 # glibc mallopt() parameter (malloc.h)
 
 #: Number of times the engine (explainers.explain) ran in this process; tests read it to
 #: check that display changes (colormap, opacity, scale) only re-render.
 ENGINE_CALLS = 0
+ENGINE_SLOTS = threading.BoundedSemaphore(ENGINE_CONCURRENCY)  # held until a run really stops
 
 
-class UserError(ValueError):
-    """A problem with the user's input, worded for a person."""
+def scratch_folder() -> scratch.Scratch:
+    """This server's folder for temporary files (Gradio's cache and the downloads), capped."""
+    return scratch.claim(TEMP_MAX_BYTES, TEMP_MAX_AGE_S)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,40 +261,17 @@ def load_image(payload: Any) -> Image.Image:
     """Open the user's image (upload, paste, webcam, example) as RGB, with friendly errors.
 
     Accepts a raw Gradio image payload (dict with ``path``/``url``/``orig_name``), a FileData,
-    or a file path. Raises UserError for a missing image, a non-image file, or one larger than
-    MAX_PIXELS.
+    or a file path; the one loader of the app and the CLI (models.open_image) decodes it, with
+    its limits. Raises UserError for a missing image or one that cannot be used.
     """
     path, data, name = _payload_path(payload)
     if path is None and data is None:
         raise UserError("Please give an image first: upload one, paste it, use the webcam, "
                         "or click one of the examples.")
-    source = io.BytesIO(data) if data is not None else path
     try:
-        with Image.open(source) as im:  # reads the header only: the size is known before decoding
-            check_size(name, *im.size)
-            im.seek(0)  # the first frame of an animation
-            return models.to_rgb(im)  # EXIF rotation, transparency on white, 16-bit, CMYK, ...
-    except UnidentifiedImageError as err:
-        raise UserError(f"“{name}” is not an image this app can read. Please use a JPEG, PNG, "
-                        "WebP, BMP, GIF or TIFF picture.") from err
-    except Image.DecompressionBombError as err:
-        raise UserError(f"“{name}” is too large to open safely (over "
-                        f"{MAX_PIXELS / 1e6:.0f} megapixels). Please use a smaller image.") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, UserError):
-            raise
-        raise UserError(f"“{name}” could not be read; the file may be damaged or cut short.") from err
-
-
-def check_size(name: str, width: int, height: int) -> None:
-    """UserError for an image over MAX_PIXELS or thinner than 1:MAX_ASPECT_RATIO."""
-    if width * height > MAX_PIXELS:
-        raise UserError(
-            f"“{name}” is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please use a smaller image.")
-    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise UserError(f"“{name}” is {width}×{height} pixels: too long and thin to explain (at "
-                        f"most {MAX_ASPECT_RATIO}:1). Please crop it first.")
+        return models.open_image(data if data is not None else path, name)
+    except models.ImageError as err:
+        raise UserError(str(err)) from None
 
 
 def parse_classes(classifier: models.Classifier, entries: Any) -> list[int]:
@@ -353,6 +347,33 @@ class Result:
     inputs: Any = None  # the preprocessed image tensor [1, 3, H, W] the maps explain
     finished: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
     npz_path: str | None = None
+    shown: Shown | None = None  # what the page shows now (the last drawing)
+
+    def nbytes(self) -> int:
+        """The memory this result holds: maps, the crop and the input tensor."""
+        maps = sum(tile.map.nbytes + tile.raw.nbytes for tile in self.tiles.values())
+        crop = self.crop.width * self.crop.height * len(self.crop.getbands())
+        inputs = self.inputs.element_size() * self.inputs.nelement() if self.inputs is not None else 0
+        return maps + crop + inputs
+
+
+RESULTS: ResultStore[Result] = ResultStore(RESULTS_MAX_BYTES, RESULTS_MAX_AGE_S,
+                                           size_of=Result.nbytes)
+PASS_TIMES = budget.PassTimes()
+EXPIRED = ("This result is no longer kept on the server (it keeps the latest results of all "
+           "visitors for up to an hour). Please press Explain again.")
+
+
+def stored(result: Result | str | None, missing_ok: bool = False) -> Result | None:
+    """The Result a session's state refers to: a Result as it is (Python callers), a key looked
+    up in RESULTS (web sessions), or None before any run. A key whose result has gone gives
+    UserError (None with missing_ok)."""
+    if result is None or isinstance(result, Result):
+        return result
+    found = RESULTS.get(result)
+    if found is None and not missing_ok:
+        raise UserError(EXPIRED)
+    return found
 
 
 def compute(image: Image.Image, model_name: str, layer: str | None, methods: list[str],
@@ -366,7 +387,7 @@ def compute(image: Image.Image, model_name: str, layer: str | None, methods: lis
     if not top_k and not classes:  # explain_image refuses this earlier
         raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
     start = time.perf_counter()
-    with _model_lock(model_name):
+    with ENGINE_SLOTS, _model_lock(model_name):
         ENGINE_CALLS += 1
         # One engine call: the top-k classes (known after its forward pass), then the chosen ones.
         explanation = explainers.explain(classifier, x, methods, top_k=top_k or None,
@@ -465,40 +486,12 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "x"
 
 
-def _folders_by_age(root: Path) -> list[tuple[float, Path]]:
-    """(mtime, folder) of root's sub-folders, oldest first; folders removed meanwhile (by another
-    request or process) are left out."""
-    found = []
-    for path in root.iterdir():
-        try:
-            if path.is_dir():
-                found.append((path.stat().st_mtime, path))
-        except FileNotFoundError:
-            continue
-    return sorted(found)
-
-
-def prune_downloads(root: Path = ARCHIVE_ROOT, max_age_s: float = ARCHIVE_MAX_AGE_S,
-                    max_dirs: int = ARCHIVE_MAX_DIRS) -> None:
-    """Delete download folders older than max_age_s, then the oldest beyond max_dirs."""
-    if not root.is_dir():
-        return
-    dirs = _folders_by_age(root)
-    now = time.time()
-    for index, (mtime, path) in enumerate(dirs):
-        if now - mtime > max_age_s or index < len(dirs) - max_dirs:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-_downloads_lock = threading.Lock()
-
-
 def _new_folder() -> Path:
-    """A fresh per-request folder under ARCHIVE_ROOT (old ones pruned first: bounded disk use)."""
-    with _downloads_lock:  # concurrent requests must not prune the same folders at once
-        ARCHIVE_ROOT.mkdir(parents=True, exist_ok=True)
-        prune_downloads(ARCHIVE_ROOT, ARCHIVE_MAX_AGE_S, ARCHIVE_MAX_DIRS - 1)  # room for this one
-        return Path(tempfile.mkdtemp(prefix="run-", dir=ARCHIVE_ROOT))
+    """A fresh per-request folder for the files shown and downloaded: in this server's scratch
+    folder, inside Gradio's cache so that Gradio serves the files without copying them."""
+    root = ARCHIVE_ROOT or scratch_folder().downloads
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=root))
 
 
 def _npz_file(result: Result, folder: Path) -> Path:
@@ -516,18 +509,24 @@ def _npz_file(result: Result, folder: Path) -> Path:
 
 
 @dataclass
-class Saved:
-    """A rendered result on disk: gallery items (path, caption), the grid and the zip."""
+class Shown:
+    """What is on screen for a result: its tile and grid files (PNG) and how they were drawn."""
 
+    folder: Path
+    files: dict[str, str]       # name in the zip -> path ("input.png", "grid.png", "overlays/…")
+    entries: list[dict]         # one per map, for predictions.json
     gallery: list[tuple[str, str]]
-    grid: str
-    archive: str
-    columns: int
+    display: dict[str, Any]
+
+    @property
+    def grid(self) -> str:
+        """The grid image's path."""
+        return self.files["grid.png"]
 
 
-def save_rendered(result: Result, rendered: Rendered, colormap: str, opacity: float,
-                  shared: bool) -> Saved:
-    """Write the tiles (PNG), the grid and one zip (overlays, grid, raw maps, predictions)."""
+def write_shown(result: Result, rendered: Rendered, colormap: str, opacity: float,
+                shared: bool) -> Shown:
+    """Write the input, the tiles and the grid (PNG) into a fresh folder: what the page shows."""
     folder = _new_folder()
     (folder / "overlays").mkdir()
 
@@ -537,9 +536,8 @@ def save_rendered(result: Result, rendered: Rendered, colormap: str, opacity: fl
         return str(path)
 
     input_png = png(result.crop, "input.png")
-    grid_png = png(rendered.grid, "grid.png")
+    files: dict[str, str] = {"input.png": input_png, "grid.png": png(rendered.grid, "grid.png")}
     gallery: list[tuple[str, str]] = []
-    files: dict[str, str] = {"input.png": input_png, "grid.png": grid_png}
     entries = []
     for target in result.targets:
         gallery.append((input_png, f"Input · {result.labels[target]} (class {target})"))
@@ -556,21 +554,27 @@ def save_rendered(result: Result, rendered: Rendered, colormap: str, opacity: fl
                             "probability": tile.probability, "seconds": round(tile.seconds, 4),
                             "counterfactual": tile.counterfactual, "overlay": name,
                             "npz_keys": [f"{method}__{target}__map", f"{method}__{target}__raw"]})
-    files["maps.npz"] = str(_npz_file(result, folder))
+    display = {"colormap": colormap, "opacity": opacity, "shared_scale": shared}
+    return Shown(folder, files, entries, gallery, display)
+
+
+def write_archive(result: Result, shown: Shown) -> str:
+    """One zip of what is shown (input, overlays, grid), the raw maps (.npz, written once per
+    result) and predictions.json, next to the shown files; returns its path."""
+    files = {**shown.files, "maps.npz": str(_npz_file(result, shown.folder))}
     info = {"model": result.model, "layer": result.layer, "device": result.device,
             "counterfactual": result.counterfactual,
             "top_predictions": [{"class": c, "label": label, "probability": p}
                                 for c, label, p in result.predictions],
             "explained_classes": result.targets, "methods": result.methods,
-            "maps": entries, "seconds": round(result.seconds, 4),
-            "display": {"colormap": colormap, "opacity": opacity, "shared_scale": shared}}
-    archive = folder / f"explanations-{_safe_name(result.model)}.zip"
+            "maps": shown.entries, "seconds": round(result.seconds, 4), "display": shown.display}
+    archive = shown.folder / f"explanations-{_safe_name(result.model)}.zip"
     with zipfile.ZipFile(archive, "w") as zf:  # PNG and npz are compressed already
         for name, path in files.items():
             zf.write(path, name, compress_type=zipfile.ZIP_STORED)
         zf.writestr("predictions.json", json.dumps(info, indent=2),
                     compress_type=zipfile.ZIP_DEFLATED)
-    return Saved(gallery, grid_png, str(archive), rendered.columns)
+    return str(archive)
 
 
 def predictions_label(result: Result) -> dict[str, float]:
@@ -606,6 +610,15 @@ def friendly_errors(action: str) -> Callable:
                 return fn(*args, **kwargs)
             except gr.Error:
                 raise
+            except queue_policy.ClientGone:
+                log.info("stopped %s: the client has gone", action)
+                raise gr.Error("Cancelled.", title=f"Did not {action}",
+                               print_exception=False) from None
+            except models.ModelNotAvailableError as err:  # its text names the server's cache
+                log.warning("model not available: %s", err)
+                raise gr.Error("This model's weights are not installed on this server and cannot "
+                               "be downloaded now. Please choose another model.",
+                               title=f"Could not {action}", print_exception=False) from None
             except (UserError, models.ModelError, explainers.ExplainerError) as err:
                 raise gr.Error(str(err), title=f"Could not {action}", print_exception=False) from None
             except MemoryError:
@@ -622,25 +635,46 @@ def friendly_errors(action: str) -> Callable:
     return wrap
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """A request value quoted for a message, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return f"“{text[:limit]}{'…' if len(text) > limit else ''}”"
+
+
 def check_web_model(name: Any, listed: frozenset[str]) -> None:
-    """UserError unless a web request's model is one the app lists (no arbitrary downloads)."""
-    if name and (not isinstance(name, str) or name not in listed):
-        raise UserError(f"Unknown model {str(name)[:80]!r}; choose one of: {', '.join(sorted(listed))}.")
+    """UserError unless a web request's model is empty (the default) or one the app lists."""
+    if name is None or name == "":
+        return
+    if not isinstance(name, str) or name not in listed:
+        raise UserError(f"Unknown model {shown(name)}; choose one of: {', '.join(sorted(listed))}.")
 
 
-def listed_models_only(fn: Callable, listed: frozenset[str]) -> Callable:
-    """Wrap a handler Gradio calls so that its ``model`` must be one the app lists: a web request
-    cannot make the server download arbitrary models. Python callers of ``fn`` are not limited."""
-    position = list(inspect.signature(fn).parameters).index("model")
+def upload_policy() -> uploads.UploadPolicy:
+    """What a web request's image may be: a file in Gradio's upload folder, or an example."""
+    return uploads.UploadPolicy([gradio_utils.get_upload_folder()], example_files())
+
+
+def for_the_web(fn: Callable, listed: frozenset[str], policy: uploads.UploadPolicy) -> Callable:
+    """Wrap a handler Gradio calls. Its ``model`` must be one the app lists (a web request cannot
+    make the server download models), its ``image`` an upload or an example (no other file of
+    the server), and a Result it returns is kept in RESULTS: the session holds only its key.
+    Python callers of ``fn`` are not limited."""
+    params = list(inspect.signature(fn).parameters)
 
     @functools.wraps(fn)
     def inner(*args: Any, **kwargs: Any) -> Any:
-        name = args[position] if len(args) > position else kwargs.get("model")
+        values = {**dict(zip(params, args)), **kwargs}
         try:
-            check_web_model(name, listed)
+            if "model" in values:
+                check_web_model(values["model"], listed)
+            if "image" in values:
+                values["image"] = uploads.checked_image(values["image"], policy)
         except UserError as err:
             raise gr.Error(str(err), title="Request refused", print_exception=False) from None
-        return fn(*args, **kwargs)
+        out = fn(**values)
+        if isinstance(out, tuple) and out and isinstance(out[-1], Result):
+            return (*out[:-1], RESULTS.put(out[-1]))
+        return out
 
     return inner
 
@@ -684,7 +718,7 @@ def _usable_methods(classifier: models.Classifier, layer: str | None, methods: l
         raise UserError("Please tick at least one method.")
     unknown = [m for m in methods if m not in explainers.METHODS]
     if unknown:
-        raise UserError(f"Unknown method(s): {', '.join(unknown)}. Choose from: "
+        raise UserError(f"Unknown method(s): {', '.join(shown(m) for m in unknown[:5])}. Choose from: "
                         f"{', '.join(explainers.METHODS)}.")
     available = method_availability(classifier, layer)
     skipped = [f"{explainers.METHODS[m].title} ({available[m]})" for m in methods if available[m]]
@@ -726,32 +760,94 @@ def explain_image(image: Any, model: str = DEFAULT_MODEL, layer: str | None = No
     img = load_image(image)
     colormap, opacity = display_settings(colormap, opacity)
     top_k = whole_number(top_k, "Top-k", 0, MAX_CLASSES)
+    counterfactual = as_bool(counterfactual, "“Why not?”")
+    shared_scale = as_bool(shared_scale, "“One scale across classes”")
     progress(0, desc=f"Loading {model}…")
     classifier = get_model(model or DEFAULT_MODEL)
     layer = layer or classifier.default_layer
     if layer not in {info.name for info in classifier.layers}:
-        raise UserError(f"{classifier.name} has no layer “{layer}”. Pick one from the list; the "
-                        f"default is {classifier.default_layer}.")
+        raise UserError(f"{classifier.name} has no layer {shown(layer)}. Pick one from the list; "
+                        f"the default is {classifier.default_layer}.")
     chosen = parse_classes(classifier, classes)
     if top_k == 0 and not chosen:
         raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
-    usable = _usable_methods(classifier, layer, list(dict.fromkeys(methods or [])),
-                             bool(counterfactual))
+    usable = _usable_methods(classifier, layer, method_names(methods), counterfactual)
     n_classes = top_k + len(chosen)
     if n_classes > MAX_CLASSES:
         raise UserError(f"That is {n_classes} classes; at most {MAX_CLASSES} per run.")
     if n_classes * len(usable) > MAX_MAPS:
         raise UserError(f"That is {n_classes * len(usable)} maps; at most {MAX_MAPS} per run. "
                         "Pick fewer methods or classes.")
+    check_time(classifier, layer, usable, n_classes)
+    deadline = budget.Deadline(MAX_REQUEST_SECONDS)
 
     def report(fraction: float, message: str = "") -> None:
+        checkpoint(deadline)
         progress(max(0.0, min(1.0, float(fraction))), desc=message or "Explaining…")
 
-    result = compute(img, classifier.name, layer, usable, top_k, chosen, bool(counterfactual),
-                     progress=report)
-    gallery, grid, archive = _present(result, colormap, opacity, shared_scale)
-    release_memory()
+    try:
+        result = compute(img, classifier.name, layer, usable, top_k, chosen, counterfactual,
+                         progress=report)
+        gallery, grid, archive = _present(result, colormap, opacity, shared_scale)
+    finally:
+        release_memory()
     return gallery, predictions_label(result), archive, status_line(result), grid, result
+
+
+def checkpoint(deadline: budget.Deadline) -> None:
+    """Stop a run (by raising) once it is over its time or its visitor has gone."""
+    deadline.check()
+    queue_policy.stop_if_client_gone()
+
+
+def tidy(blocks: gr.Blocks | None = None) -> None:
+    """Trim the scratch folder to its cap and age, and let Gradio forget the files that went
+    (its sets of served files would otherwise grow with every request)."""
+    scratch_folder().trim()
+    blocks = blocks or LocalContext.blocks.get(None)
+    for files in getattr(blocks, "temp_file_sets", []):
+        files -= {path for path in list(files) if not os.path.exists(path)}
+
+
+def method_names(methods: Any) -> list[str]:
+    """Method names from a list (or a comma-separated string), duplicates dropped, in order."""
+    if methods is None:
+        return []
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if not isinstance(methods, (list, tuple)) or not all(isinstance(m, str) for m in methods):
+        raise UserError("Methods must be a list of names such as [\"gradcam\", \"layercam\"].")
+    return list(dict.fromkeys(methods))
+
+
+def as_bool(value: Any, what: str) -> bool:
+    """A checkbox value: True/False, 1/0, "true"/"false" (any case), or None for False."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", ""):
+        return value.strip().lower() in ("true", "1")
+    raise UserError(f"{what} must be true or false, not {shown(value)}.")
+
+
+def layer_channels(classifier: models.Classifier, layer: str | None) -> int:
+    """The channel count of ``layer`` (0 when there is none)."""
+    return next((info.shape[0] for info in classifier.layers if info.name == layer), 0)
+
+
+def check_time(classifier: models.Classifier, layer: str | None, methods: list[str],
+               n_classes: int) -> None:
+    """UserError when the slow methods of a request would take longer than MAX_REQUEST_SECONDS
+    (estimated from their forward passes and this model's measured time per pass)."""
+    slow = [m for m in methods if explainers.method_info(m).slow]
+    if not slow:
+        return
+    passes = cost.request_passes(methods, n_classes, layer_channels(classifier, layer))
+    titles = ", ".join(explainers.method_info(m).title for m in slow)
+    budget.check_estimate(passes * PASS_TIMES.seconds(classifier), MAX_REQUEST_SECONDS,
+                          f"{titles} for {n_classes} class(es) on {classifier.name}",
+                          "Pick fewer slow methods or classes, or a smaller model.")
 
 
 def whole_number(value: Any, what: str, low: int, high: int) -> int:
@@ -761,7 +857,7 @@ def whole_number(value: Any, what: str, low: int, high: int) -> int:
     except (TypeError, ValueError):
         number = float("nan")
     if not (number.is_integer() and low <= number <= high):
-        raise UserError(f"{what} must be a whole number from {low} to {high}, not {value!r}.")
+        raise UserError(f"{what} must be a whole number from {low} to {high}, not {shown(value)}.")
     return int(number)
 
 
@@ -769,7 +865,7 @@ def display_settings(colormap: str | None, opacity: Any) -> tuple[str, float]:
     """The colormap and opacity to draw with (defaults for empty values); UserError if invalid."""
     colormap = colormap or DEFAULT_COLORMAP
     if colormap not in rendering.colormaps():
-        raise UserError(f"Unknown colormap {colormap!r}; choose from: "
+        raise UserError(f"Unknown colormap {shown(colormap)}; choose from: "
                         f"{', '.join(rendering.colormaps())}.")
     try:
         opacity = DEFAULT_OPACITY if opacity is None else float(opacity)
@@ -780,25 +876,47 @@ def display_settings(colormap: str | None, opacity: Any) -> tuple[str, float]:
     return colormap, opacity
 
 
-def _present(result: Result, colormap: str, opacity: float, shared: bool) -> tuple:
-    """(gallery update, grid image path, zip path) for a result."""
+def _present(result: Result, colormap: str, opacity: float, shared: bool,
+             archive: bool = True) -> tuple:
+    """(gallery items, grid image path, zip path or None) for a result, drawn anew."""
     colormap, opacity = display_settings(colormap, opacity)
     rendered = render(result, colormap, opacity, bool(shared))
-    saved = save_rendered(result, rendered, colormap, opacity, bool(shared))
-    return saved.gallery, saved.grid, saved.archive
+    result.shown = write_shown(result, rendered, colormap, opacity, bool(shared))
+    path = write_archive(result, result.shown) if archive else None
+    tidy()
+    return result.shown.gallery, result.shown.grid, path
 
 
 @friendly_errors("redraw the maps")
-def rerender(result: Result | None, colormap: str, opacity: float, shared_scale: bool) -> tuple:
-    """Redraw with another colormap/opacity/scale; the engine does not run again."""
+def rerender(result: Result | str | None, colormap: str, opacity: float,
+             shared_scale: bool) -> tuple:
+    """Redraw with another colormap/opacity/scale; the engine does not run again. Only the
+    tiles and the grid are written: the download is built for the new colours on request
+    (prepare_download), so a re-render costs no zip and no copy of the raw maps."""
+    result = stored(result)
     if result is None:
-        return gr.skip(), gr.skip(), gr.skip()
-    gallery, grid, archive = _present(result, colormap, opacity, shared_scale)
-    return gallery, grid, archive
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    gallery, grid, _ = _present(result, colormap, opacity,
+                                as_bool(shared_scale, "“One scale across classes”"), archive=False)
+    return gallery, grid, gr.File(value=None), gr.Button(visible=True)
 
 
-def gallery_layout(result: Result | None) -> Any:
+@friendly_errors("prepare the download")
+def prepare_download(result: Result | str | None) -> tuple:
+    """The zip of what is shown now (after a re-render), from the files already on disk."""
+    result = stored(result)
+    if result is None or result.shown is None:
+        raise UserError("Explain an image first.")
+    if not Path(result.shown.folder).is_dir():
+        raise UserError(EXPIRED)
+    path = write_archive(result, result.shown)
+    tidy()
+    return path, gr.Button(visible=False)
+
+
+def gallery_layout(result: Result | str | None) -> Any:
     """One gallery column per method plus the input: each row of tiles is one class."""
+    result = stored(result, missing_ok=True)
     if result is None:
         return gr.skip()
     return gr.Gallery(columns=len(result.methods) + 1)
@@ -855,12 +973,14 @@ def legend_html(colormap: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 FAITHFULNESS_STEPS = 50
+FAITHFULNESS_PASSES = 2 * (FAITHFULNESS_STEPS + 1) + 2  # per map: deletion, insertion, drop
 SANITY_STAGES = 6
 FAITHFULNESS_HEADERS = ["method", "class", "deletion AUC ↓", "insertion AUC ↑",
                         "drop in confidence % ↓", "confidence increases"]
 
 
-def _explained(result: Result | None) -> Result:
+def _explained(result: Result | str | None) -> Result:
+    result = stored(result)
     if result is None:
         raise UserError("Explain an image first: the metrics measure the maps shown.")
     if result.counterfactual:
@@ -870,14 +990,29 @@ def _explained(result: Result | None) -> Result:
 
 
 @friendly_errors("measure faithfulness")
-def measure_faithfulness(result: Result | None, progress: gr.Progress = gr.Progress()) -> tuple:
+def measure_faithfulness(result: Result | str | None,
+                         progress: gr.Progress = gr.Progress()) -> tuple:
     """Deletion and insertion curves (one plot per method family) and a table of the areas,
     Average Drop and Increase in Confidence, for every map of the current result."""
     result = _explained(result)
     classifier = get_model(result.model)
     keys = [(m, t) for t in result.targets for m in result.methods if (m, t) in result.tiles]
+    budget.check_estimate(len(keys) * FAITHFULNESS_PASSES * PASS_TIMES.seconds(classifier),
+                          MAX_REQUEST_SECONDS, f"Measuring {len(keys)} maps",
+                          "Explain fewer methods or classes first.")
+    deadline = budget.Deadline(MAX_REQUEST_SECONDS)
+    try:
+        with ENGINE_SLOTS:
+            return _faithfulness(result, classifier, keys, deadline, progress)
+    finally:
+        release_memory()
+
+
+def _faithfulness(result: Result, classifier: models.Classifier, keys: list[tuple[str, int]],
+                  deadline: budget.Deadline, progress: Callable[..., Any]) -> tuple:
     rows, curves = [], {}
     for done, (method, target) in enumerate(keys):
+        checkpoint(deadline)
         title = explainers.METHODS[method].title
         progress(done / len(keys), desc=f"{title} · {result.labels[target]}")
         saliency = [result.tiles[(method, target)].map]
@@ -899,7 +1034,7 @@ def measure_faithfulness(result: Result | None, progress: gr.Progress = gr.Progr
 
 
 @friendly_errors("run the sanity check")
-def sanity_check(result: Result | None, method: str | None,
+def sanity_check(result: Result | str | None, method: str | None,
                  progress: gr.Progress = gr.Progress()) -> tuple:
     """Adebayo et al.'s cascading randomisation for one method on the current image and class:
     a map that does not change when the model's weights are randomised explains the image, not
@@ -910,10 +1045,24 @@ def sanity_check(result: Result | None, method: str | None,
     classifier = get_model(result.model)
     target = result.targets[0]
     title = explainers.METHODS[method].title
+    passes = (SANITY_STAGES + 1) * cost.request_passes([method], 1,
+                                                       layer_channels(classifier, result.layer))
+    budget.check_estimate(passes * PASS_TIMES.seconds(classifier), MAX_REQUEST_SECONDS,
+                          f"The sanity check of {title}", "Choose a faster method.")
+    deadline = budget.Deadline(MAX_REQUEST_SECONDS)
+
+    def report(fraction: float) -> None:
+        checkpoint(deadline)
+        progress(fraction, desc=f"{title}: randomised stage")
+
     progress(0, desc=f"Randomising {result.model} layer by layer")
-    sanity = metrics_sanity.cascading_randomisation(
-        classifier, result.inputs, [method], [target], layer=result.layer, stages=SANITY_STAGES,
-        progress=lambda f: progress(f, desc=f"{title}: randomised stage"))
+    try:
+        with ENGINE_SLOTS:
+            sanity = metrics_sanity.cascading_randomisation(
+                classifier, result.inputs, [method], [target], layer=result.layer,
+                stages=SANITY_STAGES, progress=report)
+    finally:
+        release_memory()
     figure = plots.sanity_figure(sanity.randomised, sanity.stages, {method: sanity.mean(method)},
                                  sanity.threshold, {method: title},
                                  title=f"{title} · {result.labels[target]}")
@@ -925,8 +1074,9 @@ def sanity_check(result: Result | None, method: str | None,
     return figure, note
 
 
-def sanity_methods(result: Result | None) -> Any:
+def sanity_methods(result: Result | str | None) -> Any:
     """The sanity check's method choices: the methods of the current result."""
+    result = stored(result, missing_ok=True)
     methods = result.methods if result else []
     return gr.Dropdown(choices=[(explainers.METHODS[m].title, m) for m in methods],
                        value=methods[0] if methods else None)
@@ -935,25 +1085,31 @@ def sanity_methods(result: Result | None) -> Any:
 
 def build_app() -> gr.Blocks:
     """Build the Gradio Blocks UI (not launched). Loads the default model once."""
+    scratch_folder()  # Gradio's cache goes into it: claimed before any Block is built
     classifier = get_model(DEFAULT_MODEL)
     available = method_availability(classifier, classifier.default_layer)
     model_names = [name for _, name in model_choices()]
     first_methods = default_methods(available)
     listed = frozenset(model_names)
-    explain_web = listed_models_only(explain_image, listed)
+    policy = upload_policy()
+
+    def web(fn: Callable) -> Callable:
+        return for_the_web(fn, listed, policy)
+
+    explain_web = web(explain_image)
 
     with gr.Blocks(title="Why did the model say that? · Visual explanations",
-                   delete_cache=(1800, 3600), analytics_enabled=False) as demo:
+                   analytics_enabled=False) as demo:
         gr.HTML(
             "<div id='header'><div><h1>Why did the model say that?</h1>"
             "<p>See which pixels made an ImageNet classifier choose a class: 15 explanation "
             "methods (Grad-CAM, Score-CAM, Integrated Gradients, …) side by side.</p></div>"
             f"<div id='device-badge'>Running on {device_summary()}</div></div>")
-        state = gr.State(None, time_to_live=ARCHIVE_MAX_AGE_S)
+        state = gr.State(None, time_to_live=RESULTS_MAX_AGE_S)  # a key of RESULTS
         with gr.Row(equal_height=False):
             # ---------------- inputs ----------------
             with gr.Column(scale=4, min_width=360):
-                image = gr.Image(label="Image: upload, paste or webcam", type="filepath",
+                image = components.ImageInput(label="Image: upload, paste or webcam", type="filepath",
                                  sources=["upload", "clipboard", "webcam"], height=260,
                                  elem_id="input-image")
                 examples = gr.Examples(examples=[[str(p)] for p in example_files()], inputs=[image],
@@ -1014,6 +1170,8 @@ def build_app() -> gr.Blocks:
                 download = gr.File(label="Download everything (zip: overlays, grid, raw maps, "
                                          "predictions)", interactive=False,
                                    elem_id="download")
+                prepare = gr.Button("Prepare the download in these colours", visible=False,
+                                    size="sm", elem_id="prepare-download")
                 with gr.Accordion("How faithful is this?", open=False, elem_id="faithfulness"):
                     gr.Markdown(
                         "**Deletion** removes the most salient pixels first (set to the zero "
@@ -1054,16 +1212,16 @@ def build_app() -> gr.Blocks:
         examples.load_input_event.then(explain_web, explain_inputs, explain_out,
                                        preprocess=False, concurrency_id="engine",
                                        api_visibility="private").success(**layout)
-        image.upload(on_upload, [image], [image], preprocess=False, api_visibility="private",
+        image.upload(web(on_upload), [image], [image], preprocess=False, api_visibility="private",
                      concurrency_id="render", concurrency_limit=4, show_progress="hidden")
-        model.change(listed_models_only(on_model_change, listed), [model],
+        model.change(web(on_model_change), [model],
                      [layer, methods, classes, note],
                      api_visibility="private", concurrency_id="models")
-        layer.change(listed_models_only(on_layer_change, listed), [model, layer, methods],
+        layer.change(web(on_layer_change), [model, layer, methods],
                      [methods, note],
                      api_visibility="private", concurrency_id="models")
         display_in = [state, colormap, opacity, shared]
-        display_out = [gallery, grid, download]
+        display_out = [gallery, grid, download, prepare]
         render_events = dict(api_visibility="private", concurrency_id="render",
                              concurrency_limit=4, show_progress="minimal")
         colormap.change(rerender, display_in, display_out, **render_events)
@@ -1071,17 +1229,25 @@ def build_app() -> gr.Blocks:
         opacity.change(rerender, display_in, display_out, trigger_mode="always_last",
                        **render_events)
         shared.change(rerender, display_in, display_out, **render_events)
-    demo.queue(default_concurrency_limit=2, max_size=32)
+        prepare.click(prepare_download, [state], [download, prepare], **render_events)
+        run.click(lambda: gr.Button(visible=False), None, [prepare], queue=False,
+                  api_visibility="private")
+    demo.queue(default_concurrency_limit=ENGINE_CONCURRENCY, max_size=QUEUE_SIZE)
+    queue_policy.limit_per_client(demo._queue, PER_SESSION, PER_ADDRESS)
     return demo
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
            **kwargs: Any) -> Any:
-    """Launch with the app's theme, CSS and upload limit (Gradio 6 takes them in launch())."""
+    """Launch with the app's theme, CSS and limits: upload size, request bodies, blocked routes,
+    sessions kept (Gradio 6 takes them in launch())."""
+    limits = Middleware(RequestLimits, max_body_bytes=MAX_BODY_BYTES,
+                        around_upload=functools.partial(tidy, demo))
     return demo.launch(server_name=host, server_port=port, share=share,
                        max_file_size=MAX_FILE_BYTES, theme=gr.themes.Soft(primary_hue="indigo"),
                        css=CSS, footer_links=["api"], show_error=False,
-                       state_session_capacity=256, **kwargs)
+                       state_session_capacity=SESSIONS, app_kwargs={"middleware": [limits]},
+                       **kwargs)
 
 
 def _libc() -> Any:
@@ -1124,6 +1290,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_malloc_arenas()
+    # SIGTERM (docker stop, a host's restart) exits like Ctrl+C: the scratch folder is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     launch(build_app(), host=args.host, port=args.port, share=args.share)
 
 

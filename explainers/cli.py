@@ -22,12 +22,11 @@ import re
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 import explainers
 import models
@@ -35,7 +34,6 @@ from explainers import rendering
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-MAX_IMAGE_PIXELS = 64_000_000  # larger images (or decompression bombs) are refused
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -224,30 +222,12 @@ def expand_inputs(paths: Sequence[str]) -> list[Path]:
 
 
 def load_image(path: Path) -> Image.Image:
-    """An RGB image, EXIF orientation applied; BadImage with a short reason otherwise."""
+    """The upright RGB image, read by models.open_image (the app's loader and limits);
+    BadImage with its reason otherwise."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:  # reads the header only
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError(im.size)
-                im.load()
-                image = ImageOps.exif_transpose(im).convert("RGB")
-    except FileNotFoundError:
-        raise BadImage("no such file") from None
-    except IsADirectoryError:
-        raise BadImage("is a directory") from None
-    except PermissionError:
-        raise BadImage("permission denied") from None
-    except Image.UnidentifiedImageError:
-        raise BadImage("not an image (unknown format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImage(f"too large (more than {MAX_IMAGE_PIXELS:,} pixels)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise BadImage(f"unreadable image ({error})") from None
-    if image.width < 2 or image.height < 2:
-        raise BadImage(f"too small ({image.width}x{image.height})")
-    return image
+        return models.open_image(path)
+    except models.ImageError as error:
+        raise BadImage(str(error)) from None
 
 
 def safe_name(text: str, fallback: str = "x") -> str:
@@ -375,7 +355,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse: --help (0) or a malformed command line (2, usage printed)
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own decompression-bomb guard, this process
     err = sys.stderr
     progress = Progress(err, enabled=getattr(err, "isatty", lambda: False)() and not args.quiet)
     try:
@@ -422,7 +401,10 @@ def _run(args, progress: Progress) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out_dir}: cannot create the directory ({error.strerror})") from None
     stems: set[str] = set()
     failed = 0
     for number, path in enumerate(files, 1):

@@ -42,8 +42,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"Checkpoint {path} was refused: it is not a plain state dict of tensors (it may hold "
                          f"Python objects whose loading could run code, or not be a PyTorch file at all). "
                          f"Save model.state_dict() instead. Detail: {detail}") from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ModelError(f"Checkpoint {path} cannot be read as a PyTorch state dict: {exc}") from exc
+    except Exception as exc:  # on bytes that are no pickle (a text file), the weights-only
+        # unpickler raises KeyError, IndexError, struct.error, ... besides OSError and RuntimeError
+        raise ModelError(f"Checkpoint {path} cannot be read as a PyTorch state dict (is it a file "
+                         f"saved by torch.save?): {type(exc).__name__}: {exc}") from exc
     return _state_dict_of(loaded, path)
 
 

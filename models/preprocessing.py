@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import ModelError
+from .orientation import drop_orientation_metadata, orientation, upright
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -20,32 +21,62 @@ _RESAMPLING = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
+_STRIP_PIXELS = 1 << 18  # pixels of a high bit-depth image converted at a time
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Return an 8-bit RGB copy of any PIL image (EXIF rotation applied, transparency on white)."""
+    """Return an 8-bit RGB copy of any PIL image (EXIF rotation applied, transparency on white).
+
+    The orientation is read by models.orientation (never PIL's EXIF parser), and the copy carries
+    no EXIF or XMP, so converting it again does not turn it again.
+    """
     if not isinstance(image, Image.Image):
         raise ModelError(f"Expected a PIL image, got {type(image).__name__}.")
-    image = ImageOps.exif_transpose(image)
+    image.load()  # a PNG may store its EXIF after the pixels
+    turn = orientation(image)
     if image.mode in ("I", "F") or image.mode.startswith("I;"):
         image = _high_depth_to_l(image)
+    image = upright(image, turn)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+        image = Image.alpha_composite(white, rgba)
+    rgb = image.convert("RGB")
+    drop_orientation_metadata(rgb)
+    return rgb
 
 
 def _high_depth_to_l(image: Image.Image) -> Image.Image:
-    """Scale a 16/32-bit integer or float grayscale image to 8-bit "L"."""
-    values = np.asarray(image, dtype=np.float64)
+    """Scale a 16/32-bit integer or float grayscale image to 8-bit "L", a strip of rows at a time.
+
+    Integers: value / 257 (65535 -> 255); floats: x 255 when the largest value is at most 1, else
+    as they are; NaN -> 0; clipped to 0..255, rounded. Besides the result, one strip in memory.
+    """
+    width, height = image.size
+    rows = max(1, _STRIP_PIXELS // max(width, 1))
+    strips = [(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+    def values(top: int, bottom: int) -> np.ndarray:
+        return np.asarray(image.crop((0, top, width, bottom)))
+
     if image.mode == "F":
-        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+        peak = np.nan
+        for top, bottom in strips:
+            peak = np.fmax(peak, np.fmax.reduce(values(top, bottom), axis=None, initial=np.nan))
+        scale = 255.0 if peak <= 1.0 else 1.0
+
+        def to_8bit(strip: np.ndarray) -> np.ndarray:
+            return np.clip(np.nan_to_num(strip.astype(np.float64) * scale), 0, 255).round()
     else:
-        scale = 255.0 / 65535.0
-    return Image.fromarray(np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8), "L")
+        def to_8bit(strip: np.ndarray) -> np.ndarray:
+            return (np.clip(strip, 0, 65535).astype(np.uint32) + 128) // 257
+
+    result = Image.new("L", image.size)
+    for top, bottom in strips:
+        result.paste(Image.fromarray(to_8bit(values(top, bottom)).astype(np.uint8), "L"), (0, top))
+    return result
 
 
 @dataclass(frozen=True)

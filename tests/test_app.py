@@ -87,7 +87,7 @@ def test_load_image_errors_are_for_people(tmp_path, monkeypatch):
     cut.write_bytes(COMPOSITE.read_bytes()[:2000])
     with pytest.raises(app.UserError, match="damaged"):
         app.load_image(_payload(cut))
-    monkeypatch.setattr(app, "MAX_PIXELS", 100)
+    monkeypatch.setattr(app.models.images, "MAX_PIXELS", 100)
     big = tmp_path / "big.png"
     Image.new("RGB", (20, 10)).save(big)
     with pytest.raises(app.UserError, match=r"20×10 pixels.*limit"):
@@ -177,9 +177,16 @@ def test_rerender_does_not_run_the_engine(result):
     assert app.ENGINE_CALLS == calls
     with Image.open(faint[0][1][0]) as a, Image.open(strong[0][1][0]) as b:
         assert np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() > 5
-    assert all(x is not None for x in strong)
+    gallery, grid, download, prepare = strong
+    assert download.value is None and prepare.visible  # no zip written for a re-render
+    archive, hidden = app.prepare_download(result)  # built on request, in the new colours
+    with zipfile.ZipFile(archive) as zf:
+        info = json.loads(zf.read("predictions.json"))
+        assert zf.read(info["maps"][0]["overlay"]) == Path(strong[0][1][0]).read_bytes()
+    assert info["display"] == {"colormap": "jet", "opacity": 0.9, "shared_scale": True}
+    assert not hidden.visible and app.ENGINE_CALLS == calls
     skipped = app.rerender(None, "jet", 0.5, False)
-    assert len(skipped) == 3
+    assert len(skipped) == 4
 
 
 def test_shared_scale_is_per_method(result):
@@ -189,16 +196,6 @@ def test_shared_scale_is_per_method(result):
         peak = max(float(shared[(method, t)].max()) for t in result.targets)
         assert peak == pytest.approx(1.0, abs=1e-5)
     assert set(own) == set(shared)
-
-
-def test_prune_downloads_bounds_the_folder(tmp_path):
-    for i in range(5):
-        (tmp_path / f"run-{i}").mkdir()
-        os.utime(tmp_path / f"run-{i}", (1000 + i, 1000 + i))
-    app.prune_downloads(tmp_path, max_age_s=1e12, max_dirs=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-3", "run-4"]
-    app.prune_downloads(tmp_path, max_age_s=1, max_dirs=10)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path, monkeypatch):
@@ -222,10 +219,12 @@ def test_errors_are_messages_not_tracebacks(tmp_path, monkeypatch):
                                             "~/.cache/torch/hub/checkpoints/")
 
     monkeypatch.setattr(app.models, "load", offline)
-    with pytest.raises(gr.Error, match="place it in"):
-        app.explain_image(str(COMPOSITE), model="resnet50-not-loaded", methods=FAST)
-    with pytest.raises(gr.Error, match="place it in"):
-        app.on_model_change("resnet50-not-loaded")
+    for attempt in (lambda: app.explain_image(str(COMPOSITE), model="resnet50-not-loaded",
+                                              methods=FAST),
+                    lambda: app.on_model_change("resnet50-not-loaded")):
+        with pytest.raises(gr.Error, match="not installed on this server") as info:
+            attempt()
+        assert "cache" not in str(info.value) and "place it" not in str(info.value)
 
     def broken(*args, **kwargs):
         raise RuntimeError("internal detail")

@@ -207,18 +207,28 @@ def test_load_image_applies_exif_orientation(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees when shown
     Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "rotated.jpg", exif=exif)
     Image.new("LA", (8, 6)).save(tmp_path / "gray.png")
+    Image.new("RGB", (1, 1), (9, 8, 7)).save(tmp_path / "dot.png")
     assert cli.load_image(tmp_path / "rotated.jpg").size == (20, 40)
     image = cli.load_image(tmp_path / "gray.png")
     assert image.mode == "RGB" and image.size == (8, 6)
-    with pytest.raises(cli.BadImage, match="no such file"):
+    assert cli.load_image(tmp_path / "dot.png").getpixel((0, 0)) == (9, 8, 7)  # 1×1, as in the app
+    with pytest.raises(cli.BadImage, match="“missing.png” was not found"):
         cli.load_image(tmp_path / "missing.png")
 
 
-def test_load_image_refuses_huge_images(tmp_path, monkeypatch):
-    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
-    monkeypatch.setattr(cli, "MAX_IMAGE_PIXELS", 50 * 50)
-    with pytest.raises(cli.BadImage, match="too large"):
-        cli.load_image(tmp_path / "big.png")
+def test_load_image_has_the_app_limits(tmp_path):
+    Image.new("L", (2, 41)).save(tmp_path / "strip.png")
+    with pytest.raises(cli.BadImage, match="2×41 pixels: too long and thin"):
+        cli.load_image(tmp_path / "strip.png")
+
+
+def test_out_that_cannot_be_created_is_one_line_exit_2(inputs, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    code = cli.main([str(inputs / "good.png"), "--methods", "gradcam", "--device", "cpu",
+                     "--out", str(tmp_path / "file" / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("python -m explainers: error: --out ") and "cannot create the directory" in err
 
 
 def test_safe_names():

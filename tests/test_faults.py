@@ -122,8 +122,9 @@ def test_a_failed_download_leaves_the_app_working(hub, monkeypatch, classifier, 
 
     monkeypatch.setattr(downloads, "reachable", lambda url, timeout=0: True)
     monkeypatch.setattr(torch.hub, "urlopen", lambda request: Response(b"x" * 10_000_000, fail=True))
-    with pytest.raises(gr.Error, match="download failed: connection reset"):
+    with pytest.raises(gr.Error, match="not installed on this server") as info:
         app.on_model_change("resnet18")
+    assert str(hub) not in str(info.value) and "/" not in str(info.value)  # no server path
     assert list(hub.iterdir()) == []  # no half-written weights
     labels = dict((name, label) for label, name in app.model_choices())
     assert "downloads" in labels["resnet18"]  # still offered, still not "ready"
@@ -136,7 +137,6 @@ def test_concurrent_requests_do_not_trip_over_each_others_download_folders(monke
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(app, "ARCHIVE_ROOT", tmp_path)
-    monkeypatch.setattr(app, "ARCHIVE_MAX_DIRS", 2)
     with ThreadPoolExecutor(8) as pool:
         folders = list(pool.map(lambda _: app._new_folder(), range(200)))
-    assert len(set(folders)) == 200 and len(list(tmp_path.iterdir())) <= 2
+    assert len(set(folders)) == 200 and len(list(tmp_path.iterdir())) == 200

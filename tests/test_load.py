@@ -17,10 +17,11 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator, Self
 
 import numpy as np
 import pytest
@@ -50,6 +51,8 @@ class Request:
     model: str
     methods: tuple[str, ...]
     top_k: int
+    classes: tuple[str, ...] = ()  # extra classes by name, e.g. ("espresso",)
+    counterfactual: bool = False
 
 
 def plan(seed: int = 0) -> list[Request]:
@@ -60,15 +63,16 @@ def plan(seed: int = 0) -> list[Request]:
             for i in range(REQUESTS)]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`python app.py` in its own process (its memory is measured alone), on a free local port;
-    its log is printed when a test fails."""
+@contextmanager
+def app_server(log: Path, env_extra: dict[str, str] | None = None
+               ) -> Iterator[tuple[str, psutil.Process]]:
+    """`python app.py` in its own process (its memory is measured alone) on a free local port,
+    with env_extra in its environment: yields (url, process); prints the tail of its log after."""
     import httpx
 
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_NAME": "127.0.0.1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_NAME": "127.0.0.1",
+           **(env_extra or {})}
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -82,25 +86,36 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("the app did not start")
-    yield url, psutil.Process(process.pid)
-    print(log.read_text()[-4000:])
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield url, psutil.Process(process.pid)
+    finally:
+        print(log.read_text()[-4000:])
+        process.terminate()
+        process.wait(timeout=30)
 
 
-class Memory:
-    """Samples the server's RSS in the background, labelled with the number of finished requests."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app in its own process; its log is printed when a test fails."""
+    with app_server(tmp_path_factory.mktemp("server") / "app.log") as started:
+        yield started
 
-    def __init__(self, process: psutil.Process, finished: Callable[[], int]) -> None:
-        self.process, self.finished, self.samples = process, finished, []
+
+class Sampler:
+    """Samples measure() every `period` seconds in the background, labelled with the number of
+    finished requests."""
+
+    def __init__(self, measure: Callable[[], int], finished: Callable[[], int],
+                 period: float = 0.1) -> None:
+        self.measure, self.finished, self.period, self.samples = measure, finished, period, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.samples.append((self.finished(), self.process.memory_info().rss))
+        while not self._stop.wait(self.period):
+            self.samples.append((self.finished(), self.measure()))
 
-    def __enter__(self) -> "Memory":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -108,37 +123,51 @@ class Memory:
         self._stop.set()
         self._thread.join()
 
+
+class Memory(Sampler):
+    """Samples the server's RSS in the background, labelled with the number of finished requests."""
+
+    def __init__(self, process: psutil.Process, finished: Callable[[], int]) -> None:
+        super().__init__(lambda: process.memory_info().rss, finished)
+
     def typical_mb(self, low: int, high: int) -> float:
         """The median RSS (MB) sampled while between low and high requests had finished."""
         return float(np.median([rss for done, rss in self.samples if low <= done <= high])) / 2**20
 
 
-def call(client, request: Request) -> tuple[dict, dict]:
-    """One /explain request: (predictions.json, maps.npz arrays) from its download zip."""
+def call(client, request: Request, timeout: float | None = None) -> tuple[dict, dict]:
+    """One /explain request (an error after timeout seconds): (predictions.json, maps.npz arrays)
+    from its download zip."""
     from gradio_client import handle_file
 
-    archive = client.predict(image=handle_file(str(request.image)), model=request.model,
-                             methods=list(request.methods), top_k=request.top_k, classes=[],
-                             api_name="/explain")[2]
+    job = client.submit(image=handle_file(str(request.image)), model=request.model,
+                        methods=list(request.methods), top_k=request.top_k,
+                        classes=list(request.classes), counterfactual=request.counterfactual,
+                        api_name="/explain")
+    archive = job.result(timeout=timeout)[2]
     with zipfile.ZipFile(archive) as zf:
         info = json.loads(zf.read("predictions.json"))
         with np.load(io.BytesIO(zf.read("maps.npz"))) as npz:
             return info, dict(npz)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=128)
 def explain_alone(request: Request) -> explainers.Explanation:
-    """explainers.explain run here, alone, on the request's preprocessed image."""
+    """explainers.explain run here, alone, on the request's preprocessed image (classes named
+    in the request are found with Classifier.search_classes, first match)."""
     classifier = models.load(request.model, "cpu")
     x = classifier.preprocess(app.load_image(str(request.image)))
+    targets = [classifier.search_classes(name, limit=1)[0][0] for name in request.classes]
     return explainers.explain(classifier, x, list(request.methods), top_k=request.top_k,
-                              layer=classifier.default_layer)
+                              targets=targets or None, layer=classifier.default_layer,
+                              counterfactual=request.counterfactual)
 
 
 def check_alone(request: Request, info: dict, maps: dict) -> None:
     """The answer equals the engine's answer to the same request alone."""
     alone = explain_alone(request)
     assert info["model"] == request.model and info["methods"] == list(request.methods)
+    assert info["counterfactual"] == request.counterfactual
     assert info["explained_classes"] == alone.targets[0]
     for m in alone.maps:
         key = f"{m.method}__{m.target}"
@@ -147,15 +176,19 @@ def check_alone(request: Request, info: dict, maps: dict) -> None:
                                    atol=1e-3 * float(np.abs(m.raw).max()), err_msg=key)
 
 
+def warm_up(client, fast: Iterable[str]) -> None:
+    """Load both models and run every method once (the fast ones together, then Ablation-CAM)."""
+    for name in MODELS:
+        call(client, Request(IMAGES[0], name, tuple(sorted(fast)), 1))
+        call(client, Request(IMAGES[0], name, ("ablationcam",), 1))
+
+
 def test_eight_users_get_their_own_answers_fast_and_without_leaks(server):
     from gradio_client import Client
 
     url, process = server
     requests = plan()
-    warm = Client(url, verbose=False)
-    for name in MODELS:  # load both models and run every method once before measuring
-        call(warm, Request(IMAGES[0], name, tuple(sorted({m for ms in FAST for m in ms})), 1))
-        call(warm, Request(IMAGES[0], name, ("ablationcam",), 1))
+    warm_up(Client(url, verbose=False), {m for ms in FAST for m in ms})
     clients = [Client(url, verbose=False) for _ in range(USERS)]
     answers: list = [None] * len(requests)
     latencies: list[float] = [0.0] * len(requests)

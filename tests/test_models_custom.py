@@ -108,11 +108,13 @@ def test_bad_paths_and_files_are_clear_errors(tmp_path, names, resnet18_3):
     (tmp_path / "truncated.pth").write_bytes(good.read_bytes()[:5000])
     torch.save({"a": 1}, tmp_path / "not_tensors.pth")
     (tmp_path / "empty.txt").write_text("\n\n")
+    (tmp_path / "notes.pth").write_text("hello, this is text\n")  # the unpickler raised KeyError: 101
     cases = [
         (("resnet18", tmp_path / "dir.pth", names), "not a regular file"),
         (("resnet18", tmp_path / "missing.pth", names), "not a regular file"),
         (("resnet18", tmp_path / "garbage.pth", names), "refused"),
         (("resnet18", tmp_path / "truncated.pth", names), "cannot be read"),
+        (("resnet18", tmp_path / "notes.pth", names), "cannot be read as a PyTorch state dict"),
         (("resnet18", tmp_path / "not_tensors.pth", names), "'a' is a int, not a tensor"),
         (("resnet18", good, tmp_path), "not a regular file"),
         (("resnet18", good, tmp_path / "empty.txt"), "no class names"),

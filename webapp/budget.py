@@ -1,0 +1,55 @@
+"""A time budget per request: estimated before the engine runs (refused when over, with the
+estimate), and enforced while it runs (the engine's progress callbacks check a deadline)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from explainers import cost
+
+from .errors import UserError
+
+
+class PassTimes:
+    """Seconds of one batched forward pass per loaded model, measured once per model and device."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def seconds(self, classifier) -> float:
+        """The measured seconds per image pass of ``classifier`` (a models.Classifier)."""
+        key = (classifier.name, str(classifier.device))
+        with self._lock:
+            if key not in self._seconds:
+                self._seconds[key] = cost.seconds_per_pass(classifier.module, classifier.input_size,
+                                                           device=classifier.device)
+            return self._seconds[key]
+
+
+def check_estimate(seconds: float, limit_s: float, what: str, advice: str) -> None:
+    """UserError when ``seconds`` (an estimate) is over ``limit_s``, saying both and what to do."""
+    if seconds > limit_s:
+        raise UserError(f"{what} would take about {seconds:.0f} s on this server; a request may "
+                        f"take at most {limit_s:.0f} s. {advice}")
+
+
+class Deadline:
+    """Raises UserError from :meth:`check` once ``limit_s`` seconds have passed since it was made."""
+
+    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit_s, self._clock = limit_s, clock
+        self._start = clock()
+
+    def elapsed(self) -> float:
+        """Seconds since the deadline was set."""
+        return self._clock() - self._start
+
+    def check(self) -> None:
+        """UserError once past the limit (the run stops where it is; nothing is kept)."""
+        if self.elapsed() > self.limit_s:
+            raise UserError(f"Stopped after {self.elapsed():.0f} s: a request may take at most "
+                            f"{self.limit_s:.0f} s on this server. Pick fewer slow methods or "
+                            f"classes, or a smaller model.")
