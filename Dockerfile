@@ -38,6 +38,7 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
 # The application: engine, models, UI and example images.
 COPY models/ models/
 COPY explainers/ explainers/
+COPY webapp/ webapp/
 COPY assets/ assets/
 COPY app.py .
 

@@ -86,7 +86,7 @@ QUEUE_SIZE = 32                  # requests waiting, all visitors together ...
 PER_SESSION = 2                  # ... waiting or running per session (a browser tab) ...
 PER_ADDRESS = 16                 # ... and per client address (half the queue)
 MAX_BODY_BYTES = 64 * 1024       # JSON request bodies (images come as uploads)
-SESSIONS = 256                   # sessions whose last values Gradio keeps (LRU)
+SESSIONS = 64                    # sessions Gradio keeps (LRU; ~130 KB each: the page's config)
 RESULTS_MAX_BYTES = 64 * 2**20   # results kept for re-rendering, all sessions together ...
 RESULTS_MAX_AGE_S = 3600         # ... each for at most an hour after its last use
 TEMP_MAX_BYTES = 512 * 2**20     # every temporary file of the server (uploads, Gradio's cache, zips)
@@ -831,9 +831,15 @@ def as_bool(value: Any, what: str) -> bool:
     raise UserError(f"{what} must be true or false, not {shown(value)}.")
 
 
-def layer_channels(classifier: models.Classifier, layer: str | None) -> int:
-    """The channel count of ``layer`` (0 when there is none)."""
-    return next((info.shape[0] for info in classifier.layers if info.name == layer), 0)
+def layer_passes(classifier: models.Classifier, layer: str | None, methods: list[str],
+                 n_classes: int) -> float:
+    """cost.request_passes for this model and layer: its channel count, and the share of the
+    network after it (estimated from its position among the model's spatial layers)."""
+    names = [info.name for info in classifier.layers]
+    position = names.index(layer) + 1 if layer in names else 0
+    channels = classifier.layers[position - 1].shape[0] if position else 0
+    return cost.request_passes(methods, n_classes, channels,
+                               after_layer=1 - position / max(1, len(names)))
 
 
 def check_time(classifier: models.Classifier, layer: str | None, methods: list[str],
@@ -843,7 +849,7 @@ def check_time(classifier: models.Classifier, layer: str | None, methods: list[s
     slow = [m for m in methods if explainers.method_info(m).slow]
     if not slow:
         return
-    passes = cost.request_passes(methods, n_classes, layer_channels(classifier, layer))
+    passes = layer_passes(classifier, layer, methods, n_classes)
     titles = ", ".join(explainers.method_info(m).title for m in slow)
     budget.check_estimate(passes * PASS_TIMES.seconds(classifier), MAX_REQUEST_SECONDS,
                           f"{titles} for {n_classes} class(es) on {classifier.name}",
@@ -1045,8 +1051,7 @@ def sanity_check(result: Result | str | None, method: str | None,
     classifier = get_model(result.model)
     target = result.targets[0]
     title = explainers.METHODS[method].title
-    passes = (SANITY_STAGES + 1) * cost.request_passes([method], 1,
-                                                       layer_channels(classifier, result.layer))
+    passes = (SANITY_STAGES + 1) * layer_passes(classifier, result.layer, [method], 1)
     budget.check_estimate(passes * PASS_TIMES.seconds(classifier), MAX_REQUEST_SECONDS,
                           f"The sanity check of {title}", "Choose a faster method.")
     deadline = budget.Deadline(MAX_REQUEST_SECONDS)

@@ -89,8 +89,8 @@ def _decode(file: BinaryIO, size: int, name: str) -> Image.Image:
     try:
         if metadata_overclaims(file, size):
             raise ImageError(f"“{name}” could not be read safely: its metadata (EXIF or TIFF tags) "
-                             "claims more data than the file holds, so the file is damaged. "
-                             "Please save the picture again and retry.")
+                             "claims more data than the file holds or a picture needs, so the "
+                             "file is damaged. Please save the picture again and retry.")
         file.seek(0)
         with Image.open(file, formats=_FORMATS) as image:  # reads the header only
             _check_size(name, *image.size)

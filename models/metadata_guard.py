@@ -18,11 +18,15 @@ from PIL.JpegImagePlugin import MARKER
 from .tiff_directory import read_directory, read_layout
 
 _EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
+#: Numbers PIL may turn into Python objects (~40 bytes each) across the directories it reads:
+#: a genuine 40-megapixel TIFF has at most a few hundred thousand (strip or tile offsets).
+MAX_NUMBERS = 1_000_000
 _SOS, _APP1, _APP2 = 0xFFDA, 0xFFE1, 0xFFE2
 
 
 def metadata_overclaims(fp: BinaryIO, size: int) -> bool:
-    """True when a directory PIL reads at open or load claims more bytes than its block holds.
+    """True when a directory PIL reads at open or load claims more bytes than its block holds,
+    or more numbers than MAX_NUMBERS.
 
     `fp` is a seekable file of `size` bytes, a JPEG or a TIFF (other formats are not affected).
     """
@@ -33,21 +37,23 @@ def metadata_overclaims(fp: BinaryIO, size: int) -> bool:
 
 
 def _tiff_overclaims(fp: BinaryIO, size: int) -> bool:
-    """IFD0 and the sub-directories PIL's TIFF loader reads claim more than `size` bytes."""
+    """IFD0 and the sub-directories PIL's TIFF loader reads claim more than `size` bytes, or
+    more than MAX_NUMBERS numbers (each a Python object once PIL has read it)."""
     layout = read_layout(fp)
     if layout is None:
         return False
     ifd0 = read_directory(fp, layout, layout.first, size)
-    claimed = ifd0.claimed_bytes
+    directories = [ifd0]
     exif = None
     for tag in (_EXIF_IFD, _GPS_IFD):
         if tag in ifd0.integers:
             directory = read_directory(fp, layout, ifd0.integers[tag], size)
-            claimed += directory.claimed_bytes
+            directories.append(directory)
             exif = directory if tag == _EXIF_IFD else exif
     if _INTEROP_IFD in ifd0.integers and exif is not None and _INTEROP_IFD in exif.integers:
-        claimed += read_directory(fp, layout, exif.integers[_INTEROP_IFD], size).claimed_bytes
-    return claimed > size
+        directories.append(read_directory(fp, layout, exif.integers[_INTEROP_IFD], size))
+    return (sum(d.claimed_bytes for d in directories) > size
+            or sum(d.numbers for d in directories) > MAX_NUMBERS)
 
 
 def _jpeg_blocks(fp: BinaryIO) -> Iterator[bytes]:

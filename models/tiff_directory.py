@@ -30,12 +30,18 @@ class Layout:
     first: int
 
 
+# The types PIL turns into one Python number per value (a tuple of them), ~30-40 bytes each.
+NUMERIC_TYPES = frozenset({3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16})
+
+
 @dataclass(frozen=True)
 class Directory:
-    """One IFD: its count-1 integer tags, and the bytes PIL allocates to read all its values."""
+    """One IFD: its count-1 integer tags, the bytes PIL allocates to read all its values, and how
+    many of them PIL turns into Python numbers."""
 
     integers: dict[int, int]
     claimed_bytes: int
+    numbers: int = 0
 
 
 def read_layout(fp: BinaryIO) -> Layout | None:
@@ -58,6 +64,7 @@ def read_directory(fp: BinaryIO, layout: Layout, offset: int, end: int) -> Direc
     """
     integers: dict[int, int] = {}
     claimed: dict[int, int] = {}
+    numbers: dict[int, int] = {}
     pointer = struct.Struct(layout.order + ("Q" if layout.big else "L"))
     for tag, kind, count, field in _entries(fp, layout, offset, end):
         unit = UNIT_BYTES.get(kind)
@@ -69,7 +76,9 @@ def read_directory(fp: BinaryIO, layout: Layout, offset: int, end: int) -> Direc
         elif count == 1 and kind in _INTEGER_FORMATS:
             integers[tag] = struct.unpack_from(layout.order + _INTEGER_FORMATS[kind], field)[0]
         claimed[tag] = max(size, claimed.get(tag, 0))
-    return Directory(integers, sum(claimed.values()))
+        if kind in NUMERIC_TYPES:
+            numbers[tag] = max(size // unit, numbers.get(tag, 0))
+    return Directory(integers, sum(claimed.values()), sum(numbers.values()))
 
 
 def _entries(fp: BinaryIO, layout: Layout, offset: int, end: int) -> Iterator[tuple[int, int, int, bytes]]:

@@ -124,6 +124,15 @@ def test_explain_two_methods_top2_and_rerender(page, server):
     assert page.inner_text("#status") == stamp
     assert app.ENGINE_CALLS == calls + 1
 
+    # A re-render writes no zip: the download is prepared on request, in the new colours.
+    page.wait_for_selector("#prepare-download", state="visible", timeout=30_000)
+    assert page.query_selector("#download a[href*='.zip']") is None
+    page.click("#prepare-download")
+    page.wait_for_selector("#download a[href*='.zip']", timeout=30_000)
+    page.wait_for_selector("#prepare-download", state="hidden", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "app_rerendered.png"), full_page=True)
+    assert app.ENGINE_CALLS == calls + 1
+
     # Clicking a tile opens it large.
     page.click("#results .gallery-item:nth-child(2) button")
     page.wait_for_selector("#results .preview img")

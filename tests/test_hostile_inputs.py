@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
 from servers import running_app  # noqa: E402
+from test_images import camera_jpeg, exif_block, saved, segment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ROOT / "assets" / "cat.jpg"
@@ -126,6 +127,13 @@ CORPUS: dict[str, tuple[Callable[[Path], Path], str | None]] = {
     "animated.gif": (_animated_gif, None),
     "exif_rotated.jpg": (exif_rotated, None),
     "panorama.jpg": (lambda p: _save(Image.open(GOOD).resize((2_000, 120)), p), None),
+    "thin_strip.png": (lambda p: _save(Image.new("L", (2, 20_000)), p), "too long and thin"),
+    # 1 MB of EXIF whose 1,000 tags all point at the same 1 MB (1.9 GB in PIL's EXIF reader)
+    "exif_bomb.png": (lambda p: _bytes(p, saved(two_colours(), "PNG", exif=exif_block(
+        orientation=6, tags=1000, size=1_000_000))), None),
+    # 65 KB whose MPF index claims 2,700 × 32 KB (1.7 GB inside PIL's Image.open)
+    "mpf_bomb.jpg": (lambda p: _bytes(p, camera_jpeg([segment(0xE2, b"MPF\0" + exif_block(
+        tags=2700, size=32_000, kind=3))])), "could not be read safely"),
 }
 
 
@@ -201,11 +209,19 @@ def test_pasted_images_are_bounded(monkeypatch):
     ({"classes": ["tabby"] * 11}, "at most 10"),
     ({"classes": "x," * 100_000}, "at most 10"),
     ({"methods": ["gradcam"] * 100, "top_k": 1}, None),
+    ({"counterfactual": "false"}, None),
+    ({"counterfactual": "FALSE", "shared_scale": "0"}, None),
+    ({"counterfactual": "maybe"}, "must be true or false"),
+    ({"shared_scale": [1]}, "must be true or false"),
+    ({"methods": "gradcam"}, None),
+    ({"methods": [1, 2]}, "list of names"),
+    ({"layer": "x" * 10_000}, "no layer “x{80}…”"),
 ])
 def test_odd_api_values_get_messages(kwargs, message):
     kwargs = {"methods": FAST, **kwargs}
-    if message is None:  # duplicates are explained once
-        assert app.explain_image(str(GOOD), **kwargs)[-1].methods == FAST
+    if message is None:  # duplicates are explained once; "false" is False
+        result = app.explain_image(str(GOOD), **kwargs)[-1]
+        assert result.methods == FAST and result.counterfactual is False
         return
     with pytest.raises(gr.Error, match=message):
         app.explain_image(str(GOOD), **kwargs)

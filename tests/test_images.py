@@ -79,6 +79,18 @@ def tiff_bomb(in_exif_directory: bool, tags: int = 1000, size: int = 1_000_000) 
     return header() + directory(entries + bomb) + bytes(size) + bytes(range(32))
 
 
+def tiff_with_numbers(count: int) -> bytes:
+    """An 8×4 gray TIFF whose Exif directory holds one tag of `count` SHORTs, all in the file:
+    nothing is overclaimed, but PIL turns each SHORT into a Python number on load."""
+    ifd0_end = 8 + 2 + 12 * 9 + 4
+    pixels, exif = ifd0_end, ifd0_end + 32
+    entries = [(256, 3, 1, 8), (257, 3, 1, 4), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, pixels), (278, 3, 1, 4), (279, 4, 1, 32), (0x8769, 4, 1, exif)]
+    values = exif + 2 + 12 + 4
+    return (header() + directory(entries) + bytes(range(32))
+            + directory([(0x9286, 3, count, values)]) + b"\x01\x02" * count)
+
+
 def segment(code: int, payload: bytes) -> bytes:
     return bytes([0xFF, code]) + struct.pack(">H", len(payload) + 2) + payload
 
@@ -165,6 +177,16 @@ def test_tag_bombs_cost_milliseconds_and_megabytes(tmp_path):
     assert "too long and thin" in results["strip.png"]["outcome"]
     assert max(row["extra_mb"] for row in results.values()) < 100
     assert max(row["seconds"] for row in results.values()) < 2
+
+
+def test_metadata_with_millions_of_numbers_is_refused_cheaply(tmp_path):
+    """5 million SHORTs in a 10 MB TIFF's Exif directory: about 240 MB once PIL has read them
+    (a 25 MB upload would be 600 MB); 100,000 of them are still a picture."""
+    results = measured(tmp_path, {"few_numbers.tif": tiff_with_numbers(100_000),
+                                  "many_numbers.tif": tiff_with_numbers(5_000_000)})
+    assert results["few_numbers.tif"]["outcome"] == [8, 4]
+    assert "could not be read safely" in results["many_numbers.tif"]["outcome"]
+    assert results["many_numbers.tif"]["extra_mb"] < 60
 
 
 def test_exif_bomb_orientation_is_applied_like_a_plain_exif():

@@ -71,6 +71,10 @@ def test_api_opens_only_uploads_and_examples_whatever_the_json_says(server_url, 
         answer = raw_explain(server_url, odd)
         assert answer.startswith("event: error") and '"error": null' not in answer, (odd, answer)
     assert len(api_explain(client, GOOD)[0]) == 2  # the next good request is served
+    on_upload = app.for_the_web(app.on_upload, frozenset(), app.upload_policy())
+    for path in ("/etc/passwd", str(private_image), str(link)):  # the upload check, too
+        with pytest.raises(gr.Error, match="not available on this server"):
+            on_upload({"path": path, "meta": {"_type": "gradio.FileData"}})
     for path in ("/etc/passwd", str(private_image)):
         assert httpx.get(f"{server_url}gradio_api/file={path}").status_code == 403
 

@@ -32,8 +32,8 @@ class PassTimes:
 def check_estimate(seconds: float, limit_s: float, what: str, advice: str) -> None:
     """UserError when ``seconds`` (an estimate) is over ``limit_s``, saying both and what to do."""
     if seconds > limit_s:
-        raise UserError(f"{what} would take about {seconds:.0f} s on this server; a request may "
-                        f"take at most {limit_s:.0f} s. {advice}")
+        raise UserError(f"{what} could take up to about {seconds:.0f} s on this server; a "
+                        f"request may take at most {limit_s:.0f} s. {advice}")
 
 
 class Deadline:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ENV_VAR = "EXPLAIN_APP_TEMP"
+TRIM_AT = 0.9  # share of the cap at which the oldest files start to go
 PREFIX = "server-"
 LOCK = ".lock"
 
@@ -67,13 +68,14 @@ class Scratch:
         return sum(size for _, size, _ in files_by_age(self.root))
 
     def trim(self) -> int:
-        """Delete files older than max_age_s, then the oldest until at most 80 % of max_bytes
-        remain when over max_bytes; empty folders go too. Returns the bytes left."""
+        """Delete files older than max_age_s and, once over 90 % of max_bytes, the oldest until
+        80 % remain (the rest of the cap is room for the requests writing meanwhile); empty
+        folders go too. Returns the bytes left."""
         with self._trim_lock:
             files = files_by_age(self.root)
             total = sum(size for _, size, _ in files)
             too_old = time.time() - self.max_age_s
-            goal = self.max_bytes if total <= self.max_bytes else int(0.8 * self.max_bytes)
+            goal = int((0.8 if total > TRIM_AT * self.max_bytes else 1.0) * self.max_bytes)
             for mtime, size, path in files:
                 if mtime >= too_old and total <= goal:
                     break
