@@ -801,10 +801,13 @@ def checkpoint(deadline: budget.Deadline) -> None:
 
 
 def tidy(blocks: gr.Blocks | None = None) -> None:
-    """Trim the scratch folder to its cap and age, and let Gradio forget the files that went
-    (its sets of served files would otherwise grow with every request)."""
-    scratch_folder().trim()
+    """Trim the scratch folder to its cap and age, keeping the examples' copies Gradio serves,
+    and let Gradio forget the files that went (its sets of served files would otherwise grow
+    with every request)."""
     blocks = blocks or LocalContext.blocks.get(None)
+    components = getattr(blocks, "blocks", {}).values()
+    scratch_folder().trim(keep={path for component in components
+                                for path in getattr(component, "keep_in_cache", ())})
     for files in getattr(blocks, "temp_file_sets", []):
         files -= {path for path in list(files) if not os.path.exists(path)}
 

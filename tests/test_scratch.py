@@ -27,12 +27,14 @@ def test_trim_deletes_oldest_files_beyond_the_cap_and_old_files(tmp_path):
     folder = scratch.Scratch(tmp_path / "server-1", max_bytes=10_000, max_age_s=3600)
     files = [write(folder.gradio / f"upload{i}" / "a.png", 3_000, age_s=100 - i) for i in range(5)]
     stale = write(folder.downloads / "run-x" / "grid.png", 10, age_s=7200)
+    example = write(folder.gradio / "example" / "cat.jpg", 10, age_s=7200)  # Gradio serves it
     fresh = folder.downloads / "run-new" / "overlays"
     fresh.mkdir(parents=True)  # a request's folder, about to be filled
-    assert folder.size() == 15_010
-    left = folder.trim()
+    assert folder.size() == 15_020
+    left = folder.trim(keep={str(example)})
     assert left <= 8_000 and left == folder.size()  # under the cap with room to spare
     assert not stale.exists() and stale.parent.exists()  # too old; its folder goes once settled
+    assert example.exists()  # kept, however old
     assert [f.exists() for f in files] == [False, False, False, True, True]  # oldest out first
     assert folder.gradio.is_dir() and folder.downloads.is_dir() and fresh.is_dir()
     os.utime(stale.parent, (0, 0))

@@ -247,6 +247,8 @@ def test_temporary_files_stay_under_the_cap_and_rerenders_write_only_tiles(monke
 def test_uploads_alone_cannot_fill_the_disk_and_gradio_forgets_deleted_files(served, monkeypatch):
     demo, url = served
     folder = app.scratch_folder()
+    examples = {path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())}
+    assert examples and all(os.path.exists(path) for path in examples)  # Gradio's copies
     monkeypatch.setattr(folder, "max_bytes", 3 * 2**20)
     for i in range(12):
         files = {"files": (f"junk{i}.png", os.urandom(1_000_000), "image/png")}
@@ -259,6 +261,7 @@ def test_uploads_alone_cannot_fill_the_disk_and_gradio_forgets_deleted_files(ser
             break
         time.sleep(0.1)
     assert tracked and all(os.path.exists(path) for path in tracked)  # no list of deleted files
+    assert all(os.path.exists(path) for path in examples)  # the oldest files, but still needed
 
 
 def test_the_server_removes_its_temporary_files_when_stopped(tmp_path):

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 ENV_VAR = "EXPLAIN_APP_TEMP"
@@ -67,10 +68,11 @@ class Scratch:
         """Bytes of all files in the folder now."""
         return sum(size for _, size, _ in files_by_age(self.root))
 
-    def trim(self) -> int:
+    def trim(self, keep: Collection[str] = ()) -> int:
         """Delete files older than max_age_s and, once over 90 % of max_bytes, the oldest until
         80 % remain (the rest of the cap is room for the requests writing meanwhile); empty
-        folders go too. Returns the bytes left."""
+        folders go too. Files named in ``keep`` (paths) stay, and count. Returns the bytes left."""
+        kept = {os.path.realpath(path) for path in keep}
         with self._trim_lock:
             files = files_by_age(self.root)
             total = sum(size for _, size, _ in files)
@@ -79,6 +81,8 @@ class Scratch:
             for mtime, size, path in files:
                 if mtime >= too_old and total <= goal:
                     break
+                if os.path.realpath(path) in kept:
+                    continue
                 path.unlink(missing_ok=True)
                 total -= size
             _remove_empty_folders(self.root, keep={self.gradio, self.downloads})
