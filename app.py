@@ -755,7 +755,8 @@ def explain_image(image: Any, model: str = DEFAULT_MODEL, layer: str | None = No
 
     Returns:
         (gallery tiles with captions, top predictions, zip of everything, status line,
-        the grid as one image, the raw result for re-rendering; not part of the API).
+        the grid as one image, the Result for re-rendering: web sessions get its key in
+        RESULTS; not part of the API).
     """
     img = load_image(image)
     colormap, opacity = display_settings(colormap, opacity)
