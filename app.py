@@ -802,13 +802,10 @@ def checkpoint(deadline: budget.Deadline) -> None:
 
 
 def tidy(blocks: gr.Blocks | None = None) -> None:
-    """Trim the scratch folder to its cap and age, keeping the examples' copies Gradio serves,
-    and let Gradio forget the files that went (its sets of served files would otherwise grow
-    with every request)."""
+    """Trim the scratch folder to its cap and age, and let Gradio forget the files that went
+    (its sets of served files would otherwise grow with every request)."""
+    scratch_folder().trim()
     blocks = blocks or LocalContext.blocks.get(None)
-    components = getattr(blocks, "blocks", {}).values()
-    scratch_folder().trim(keep={path for component in components
-                                for path in getattr(component, "keep_in_cache", ())})
     for files in getattr(blocks, "temp_file_sets", []):
         files -= {path for path in list(files) if not os.path.exists(path)}
 
@@ -1241,6 +1238,8 @@ def build_app() -> gr.Blocks:
         prepare.click(prepare_download, [state], [download, prepare], **render_events)
         run.click(lambda: gr.Button(visible=False), None, [prepare], queue=False,
                   api_visibility="private")
+    scratch_folder().keep(path for block in demo.blocks.values()  # the examples' copies
+                          for path in getattr(block, "keep_in_cache", ()))
     demo.queue(default_concurrency_limit=ENGINE_CONCURRENCY, max_size=QUEUE_SIZE)
     queue_policy.limit_per_client(demo._queue, PER_SESSION, PER_ADDRESS)
     return demo

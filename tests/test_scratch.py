@@ -31,7 +31,8 @@ def test_trim_deletes_oldest_files_beyond_the_cap_and_old_files(tmp_path):
     fresh = folder.downloads / "run-new" / "overlays"
     fresh.mkdir(parents=True)  # a request's folder, about to be filled
     assert folder.size() == 15_020
-    left = folder.trim(keep={str(example)})
+    folder.keep([str(example)])
+    left = folder.trim()
     assert left <= 8_000 and left == folder.size()  # under the cap with room to spare
     assert not stale.exists() and stale.parent.exists()  # too old; its folder goes once settled
     assert example.exists()  # kept, however old

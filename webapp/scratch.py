@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Iterable
 from pathlib import Path
 
 ENV_VAR = "EXPLAIN_APP_TEMP"
@@ -63,16 +63,21 @@ class Scratch:
         for folder in (self.gradio, self.downloads):
             folder.mkdir(parents=True, exist_ok=True)
         self._trim_lock = threading.Lock()
+        self._kept: set[str] = set()
 
     def size(self) -> int:
         """Bytes of all files in the folder now."""
         return sum(size for _, size, _ in files_by_age(self.root))
 
-    def trim(self, keep: Collection[str] = ()) -> int:
+    def keep(self, paths: Iterable[str]) -> None:
+        """Never delete these files (e.g. the examples' copies Gradio serves), however old."""
+        with self._trim_lock:
+            self._kept.update(os.path.realpath(path) for path in paths)
+
+    def trim(self) -> int:
         """Delete files older than max_age_s and, once over 90 % of max_bytes, the oldest until
         80 % remain (the rest of the cap is room for the requests writing meanwhile); empty
-        folders go too. Files named in ``keep`` (paths) stay, and count. Returns the bytes left."""
-        kept = {os.path.realpath(path) for path in keep}
+        folders go too. Kept files (:meth:`keep`) stay, and count. Returns the bytes left."""
         with self._trim_lock:
             files = files_by_age(self.root)
             total = sum(size for _, size, _ in files)
@@ -81,7 +86,7 @@ class Scratch:
             for mtime, size, path in files:
                 if mtime >= too_old and total <= goal:
                     break
-                if os.path.realpath(path) in kept:
+                if os.path.realpath(path) in self._kept:
                     continue
                 path.unlink(missing_ok=True)
                 total -= size
