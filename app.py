@@ -242,10 +242,10 @@ def _payload_path(payload: Any) -> tuple[str | None, bytes | None, str]:
     if payload is None:
         return None, None, ""
     if isinstance(payload, (str, Path)):
-        return str(payload), None, Path(payload).name
+        return str(payload), None, uploads.display_name(payload)
     if not isinstance(payload, dict):
         payload = {k: getattr(payload, k, None) for k in ("path", "url", "orig_name")}
-    name = payload.get("orig_name") or Path(payload.get("path") or "image").name
+    name = uploads.display_name(payload.get("orig_name") or payload.get("path"))
     url = payload.get("url") or ""
     if not payload.get("path") and url.startswith("data:"):
         if len(url) * 3 // 4 > MAX_FILE_BYTES:

@@ -52,25 +52,25 @@ def _python(code: str, env: dict[str, str]) -> subprocess.Popen:
 
 
 CLAIM = """
-    import sys, time
+    import time
     from webapp import scratch
     folder = scratch.claim(10**6, 60)
     print(folder.root, flush=True)
     (folder.gradio / "upload.png").write_bytes(b"x" * 100)
-    if sys.argv[-1] != "exit":
-        time.sleep(60)
+    time.sleep({linger})
 """
 
 
-def test_the_folder_is_removed_at_exit_and_on_sigterm_and_by_the_next_start_after_a_crash(tmp_path):
+def test_the_folder_is_removed_at_exit_and_by_the_next_start_after_a_crash(tmp_path):
+    """(SIGTERM: tests/test_web_limits.py stops `python app.py` with it.)"""
     env = {scratch.ENV_VAR: str(tmp_path)}
-    ended = _python(CLAIM.replace('sys.argv[-1] != "exit"', "False"), env)
+    ended = _python(CLAIM.format(linger=0), env)
     root = Path(ended.stdout.readline().strip())
     assert ended.wait(30) == 0 and not root.exists()  # a normal exit cleans up
 
-    crashed = _python(CLAIM, env)
+    crashed = _python(CLAIM.format(linger=60), env)
     crashed_root = Path(crashed.stdout.readline().strip())
-    running = _python(CLAIM, env)
+    running = _python(CLAIM.format(linger=60), env)
     running_root = Path(running.stdout.readline().strip())
     assert crashed_root != running_root and crashed_root.exists() and running_root.exists()
     os.kill(crashed.pid, signal.SIGKILL)  # no clean-up code runs

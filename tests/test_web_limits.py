@@ -25,6 +25,7 @@ import app  # noqa: E402
 from servers import free_port, running_app  # noqa: E402
 from test_engine import assert_unchanged, snapshot  # noqa: E402
 from test_hostile_inputs import GOOD, api_explain  # noqa: E402
+from test_security import DEFAULTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,8 @@ def message(error: BaseException) -> str:
 
 
 def explain_body(layer: str = "", image: object = None) -> dict:
-    return {"data": [image, app.DEFAULT_MODEL, layer, ["gradcam"], 1, [], False, "jet", 0.5, False]}
+    """The JSON of an /explain call: the security tests' default request, with this layer."""
+    return {"data": [image, app.DEFAULT_MODEL, layer, *DEFAULTS[2:]]}
 
 
 # ------------------------------------------------------------------------- request bodies

@@ -61,12 +61,6 @@ class ResultStore(Generic[T]):
         with self._lock:
             return len(self._items)
 
-    def clear(self) -> None:
-        """Forget every result."""
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
     def _evict(self) -> None:
         oldest = self._clock() - self.max_age_s
         while self._items:
