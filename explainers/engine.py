@@ -28,7 +28,7 @@ from .gradients import batched_grad, target_directions
 from .input_gradients import gradient_magnitude, integrated_gradients, smoothgrad
 from .methods import MethodInfo, fused_cam, method_info, uses_guided_backprop
 from .perturbation import ablation_scores, is_out_of_memory, score_cam_scores
-from .taps import GuidedSwitch, LayerTap, eval_mode, find_module, guided_relus
+from .taps import GuidedSwitch, eval_mode, guided_relus, layer_tap
 from .validation import check_counterfactual, check_guided, linear_head_weights
 
 ProgressCallback = Callable[[float, str], None]
@@ -226,7 +226,7 @@ class _SharedPass:
         needs_input_graph = self.needs_guided or self.needs_plain_gradient
         needs_layer = any(i.needs_layer for i in infos)
         detach = self.needs_layer_gradient and not needs_input_graph
-        self.tap = (LayerTap(find_module(module, layer), layer, "detach" if detach else "keep")
+        self.tap = (layer_tap(module, layer, "detach" if detach else "keep")
                     if needs_layer else None)
         self.layer_maps: dict[str, torch.Tensor] = {}  # low-resolution CAMs, shared with fusions
         self.switch = GuidedSwitch()
@@ -325,7 +325,7 @@ def _compute_layer_maps(info: MethodInfo, shared: _SharedPass, targets: torch.Te
         scores = score_cam_scores(shared.module, shared.x, activations, targets, batch_size, progress)
         maps = formulas.score_weighted(activations, shared.sign * scores)
     elif info.name == "ablationcam":
-        tap = LayerTap(shared.tap.module, shared.layer, "keep")
+        tap = layer_tap(shared.module, shared.layer, "keep")
         with tap.attached():
             scores = ablation_scores(shared.module, tap, shared.x, activations,
                                      shared.logits.detach(), targets, batch_size * 8, progress)

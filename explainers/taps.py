@@ -158,3 +158,11 @@ def guided_relus(model: nn.Module, switch: GuidedSwitch) -> Iterator[int]:
     finally:
         for h in handles:
             h.remove()
+
+
+def layer_tap(model: nn.Module, name: str, mode: str = "keep") -> LayerTap:
+    """A tap on the layer `name` of `model`: the one way the engine and the methods build taps.
+
+    The captured activations are a spatial grid [B, C, h, w] whatever the layer outputs.
+    """
+    return LayerTap(find_module(model, name), name, mode)

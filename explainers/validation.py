@@ -8,7 +8,7 @@ from torch import nn
 
 from .errors import ExplainerError
 from .methods import METHODS, MethodInfo, method_info, uses_guided_backprop
-from .taps import RELU_FAMILY, LayerTap, eval_mode, find_module
+from .taps import RELU_FAMILY, eval_mode, layer_tap
 
 _NO_SIGN = {
     "eigencam": "Eigen-CAM does not depend on the class, so it has no counterfactual form.",
@@ -98,7 +98,7 @@ def _layer_check(module: nn.Module, layer: str | None, size: tuple[int, int]) ->
 
 def _dry_run(module: nn.Module, layer: str, size: tuple[int, int]) -> tuple[str | None, str | None]:
     try:
-        tap = LayerTap(find_module(module, layer), layer, "keep")
+        tap = layer_tap(module, layer, "keep")
         parameter = next(module.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
         generator = torch.Generator().manual_seed(0)
