@@ -55,8 +55,7 @@ def main(skimage_data: Path) -> None:
     _save(Image.open(skimage_data / "rocket.jpg"), "rocket.jpg")
     _save(Image.open(skimage_data / "astronaut.png"), "astronaut.jpg")
     # Square crops around the cat's face and the cup, then side by side.
-    _save(_composite(cat.crop((50, 0, 350, 300)), coffee.crop((90, 0, 480, 390))),
-          "cat_and_coffee.jpg")
+    _save(_composite(cat.crop((50, 0, 350, 300)), coffee.crop((90, 0, 480, 390))), "cat_and_coffee.jpg")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Reports, for the top-3 classes of one image:
 - the Pearson correlation between the two libraries' maps of each method.
 Only ratios measured in this one run are meaningful (the machine's speed varies between runs).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import explainers  # noqa: E402
 import models  # noqa: E402
 
-GRADIENT_FAMILY = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam",
-                   "eigencam", "guided_backprop", "guided_gradcam"]
+GRADIENT_FAMILY = [
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "eigengradcam",
+    "eigencam",
+    "guided_backprop",
+    "guided_gradcam",
+]
 
 
 def timed(function, repeat: int, warm_up: bool = True) -> tuple[float, object]:
@@ -62,8 +72,9 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 class Peer:
     """pytorch-grad-cam, called the way its documentation shows, on a batch of one copy per target."""
 
-    def __init__(self, module: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
-                 targets: list[int], batch_size: int) -> None:
+    def __init__(
+        self, module: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, targets: list[int], batch_size: int
+    ) -> None:
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -72,9 +83,15 @@ class Peer:
         self.targets = [ClassifierOutputTarget(t) for t in targets]
         self.target_ids = targets
         self.classes = {
-            "gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "xgradcam": pgc.XGradCAM,
-            "hirescam": pgc.HiResCAM, "layercam": pgc.LayerCAM, "eigengradcam": pgc.EigenGradCAM,
-            "eigencam": pgc.EigenCAM, "scorecam": pgc.ScoreCAM, "ablationcam": pgc.AblationCAM,
+            "gradcam": pgc.GradCAM,
+            "gradcam++": pgc.GradCAMPlusPlus,
+            "xgradcam": pgc.XGradCAM,
+            "hirescam": pgc.HiResCAM,
+            "layercam": pgc.LayerCAM,
+            "eigengradcam": pgc.EigenGradCAM,
+            "eigencam": pgc.EigenCAM,
+            "scorecam": pgc.ScoreCAM,
+            "ablationcam": pgc.AblationCAM,
         }
 
     def cam(self, name: str) -> np.ndarray:
@@ -107,9 +124,11 @@ class Peer:
 
 def forward_backward(module: torch.nn.Module, x: torch.Tensor, target: int):
     """One plain training-style step's worth of work: forward and a full backward."""
+
     def run():
         module.zero_grad(set_to_none=True)
         module(x)[0, target].backward()
+
     return run
 
 
@@ -133,35 +152,50 @@ def main() -> None:
     with torch.no_grad():
         targets = module(x)[0].topk(3).indices.tolist()
     print(f"# {args.model}, layer {layer}, image {Path(args.image).name}, top-3 {targets}")
-    print(f"# torch {torch.__version__}, pytorch-grad-cam {getattr(pytorch_grad_cam, '__version__', '1.5.x')}, "
-          f"device {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else platform.processor() or platform.machine()}), "
-          f"threads {torch.get_num_threads()}")
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    print(
+        f"# torch {torch.__version__}, pytorch-grad-cam {getattr(pytorch_grad_cam, '__version__', '1.5.x')}, "
+        f"device {args.device} ({device_name}), "
+        f"threads {torch.get_num_threads()}"
+    )
     options = explainers.Options(batch_size=args.batch_size)
     peer = Peer(module, dict(module.named_modules())[layer], x, targets, args.batch_size)
 
     step, _ = timed(forward_backward(module, x, targets[0]), args.repeat)
     module.zero_grad(set_to_none=True)
-    ours_time, ours = timed(lambda: explainers.explain(classifier, x, GRADIENT_FAMILY, targets=targets,
-                                                       layer=layer, options=options), args.repeat)
+    ours_time, ours = timed(
+        lambda: explainers.explain(classifier, x, GRADIENT_FAMILY, targets=targets, layer=layer, options=options),
+        args.repeat,
+    )
     theirs_time, theirs = timed(lambda: peer.run(GRADIENT_FAMILY), args.repeat)
     rows = [("gradient family, top-3", ours_time, theirs_time, step)]
-    correlations = {name: [correlation(ours.get(name, t).map, theirs[name][i]) for i, t in enumerate(targets)]
-                    for name in GRADIENT_FAMILY}
+    correlations = {
+        name: [correlation(ours.get(name, t).map, theirs[name][i]) for i, t in enumerate(targets)]
+        for name in GRADIENT_FAMILY
+    }
 
     if not args.skip_perturbation:
         for name in ("ablationcam", "scorecam"):  # long: one run each, warmed up by the runs above
-            ours_time, ours_p = timed(lambda: explainers.explain(classifier, x, [name], targets=targets,
-                                                                 layer=layer, options=options), 1, False)
-            theirs_time, theirs_p = timed(lambda: peer.run([name]), 1, False)
+            ours_time, ours_p = timed(
+                lambda name=name: explainers.explain(
+                    classifier, x, [name], targets=targets, layer=layer, options=options
+                ),
+                1,
+                False,
+            )
+            theirs_time, theirs_p = timed(lambda name=name: peer.run([name]), 1, False)
             rows.append((f"{name}, top-3", ours_time, theirs_time, step))
-            correlations[name] = [correlation(ours_p.get(name, t).map, theirs_p[name][i])
-                                  for i, t in enumerate(targets)]
+            correlations[name] = [
+                correlation(ours_p.get(name, t).map, theirs_p[name][i]) for i, t in enumerate(targets)
+            ]
 
     print("\n| work | ours (ms) | pytorch-grad-cam (ms) | speed-up | ours / (forward + backward) |")
     print("|---|---:|---:|---:|---:|")
     for label, ours_s, theirs_s, step_s in rows:
-        print(f"| {label} | {ours_s * 1e3:.0f} | {theirs_s * 1e3:.0f} | {theirs_s / ours_s:.1f}x | "
-              f"{ours_s / step_s:.2f} |")
+        print(
+            f"| {label} | {ours_s * 1e3:.0f} | {theirs_s * 1e3:.0f} | {theirs_s / ours_s:.1f}x | "
+            f"{ours_s / step_s:.2f} |"
+        )
     print(f"\nOne forward + backward: {step * 1e3:.0f} ms")
     print("\n| method | correlation with pytorch-grad-cam (per target) |")
     print("|---|---|")

@@ -7,6 +7,7 @@ model sees (an L-infinity budget in 0-255 levels), the model's own normalisation
 the attack, and the result is rounded back to whole levels, so the adversarial image is a real
 image that can be saved as a PNG and gives the reported predictions when loaded again.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,13 +29,13 @@ LEVELS = 255.0
 class AttackResult:
     """The adversarial images of one attack, with what the model now says about them."""
 
-    pixels: torch.Tensor        # [B, 3, H, W] adversarial pixels in [0, 1], whole 8-bit levels
+    pixels: torch.Tensor  # [B, 3, H, W] adversarial pixels in [0, 1], whole 8-bit levels
     clean_pixels: torch.Tensor  # [B, 3, H, W] the pixels it started from
     probabilities: torch.Tensor  # [B, classes] of the adversarial images
     clean_probabilities: torch.Tensor  # [B, classes] of the clean images
-    target: list[int | None]    # the class aimed at per image (None: any class but the original)
-    original: list[int]         # the clean image's top class per image
-    epsilon: float              # the budget, in 0-255 levels
+    target: list[int | None]  # the class aimed at per image (None: any class but the original)
+    original: list[int]  # the clean image's top class per image
+    epsilon: float  # the budget, in 0-255 levels
 
     @property
     def predicted(self) -> list[int]:
@@ -44,8 +45,10 @@ class AttackResult:
     @property
     def success(self) -> list[bool]:
         """Per image: the target class is now on top (targeted), or the top class changed."""
-        return [p == t if t is not None else p != o
-                for p, t, o in zip(self.predicted, self.target, self.original, strict=True)]
+        return [
+            p == t if t is not None else p != o
+            for p, t, o in zip(self.predicted, self.target, self.original, strict=True)
+        ]
 
     @property
     def linf_levels(self) -> list[float]:
@@ -76,9 +79,18 @@ def to_image(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(array.transpose(1, 2, 0))
 
 
-def pgd(module: nn.Module, pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-        epsilon: float = 2.0, target: Sequence[int | None] | int | None = None, steps: int = 10,
-        step_size: float | None = None, random_start: bool = True, seed: int = 0) -> AttackResult:
+def pgd(
+    module: nn.Module,
+    pixels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    epsilon: float = 2.0,
+    target: Sequence[int | None] | int | None = None,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+) -> AttackResult:
     """Projected gradient descent within an L-infinity ball of `epsilon` levels (0-255) per pixel.
 
     module: returns logits for normalised input. pixels: [B, 3, H, W] (or [3, H, W]) in [0, 1].
@@ -109,15 +121,24 @@ def pgd(module: nn.Module, pixels: torch.Tensor, mean: Sequence[float], std: Seq
             clean_logits = logits_of(clean)
         original = clean_logits.argmax(dim=1)
         goals = _targets(target, len(clean), clean_logits.shape[1])
-        result = _descend(logits_of, clean, original, goals, epsilon / LEVELS,
-                          (step_size if step_size is not None else 2.5 * epsilon / steps) / LEVELS,
-                          steps, random_start, seed)
+        result = _descend(
+            logits_of,
+            clean,
+            original,
+            goals,
+            epsilon / LEVELS,
+            (step_size if step_size is not None else 2.5 * epsilon / steps) / LEVELS,
+            steps,
+            random_start,
+            seed,
+        )
         with torch.no_grad():
             probabilities = F.softmax(logits_of(result).float(), dim=1)
     finally:
         module.train(was_training)
-    return AttackResult(result, clean, probabilities, F.softmax(clean_logits.float(), dim=1),
-                        goals, original.tolist(), float(epsilon))
+    return AttackResult(
+        result, clean, probabilities, F.softmax(clean_logits.float(), dim=1), goals, original.tolist(), float(epsilon)
+    )
 
 
 def _targets(target: Sequence[int | None] | int | None, batch: int, classes: int) -> list[int | None]:
@@ -130,8 +151,17 @@ def _targets(target: Sequence[int | None] | int | None, batch: int, classes: int
     return [None if goal is None else int(goal) for goal in goals]
 
 
-def _descend(logits_of, clean: torch.Tensor, original: torch.Tensor, goals: list[int | None],
-             radius: float, step: float, steps: int, random_start: bool, seed: int) -> torch.Tensor:
+def _descend(
+    logits_of,
+    clean: torch.Tensor,
+    original: torch.Tensor,
+    goals: list[int | None],
+    radius: float,
+    step: float,
+    steps: int,
+    random_start: bool,
+    seed: int,
+) -> torch.Tensor:
     """The PGD iterations; returns the adversarial pixels rounded to whole levels."""
     targeted = torch.tensor([g is not None for g in goals], device=clean.device)
     aim = torch.tensor([g if g is not None else 0 for g in goals], device=clean.device)
@@ -172,8 +202,15 @@ def _round_levels(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels * LEVELS).round() / LEVELS
 
 
-def attack_image(classifier, image: Image.Image, target: int | None = None, epsilon: float = 2.0,
-                 steps: int = 10, step_size: float | None = None, seed: int = 0) -> AttackResult:
+def attack_image(
+    classifier,
+    image: Image.Image,
+    target: int | None = None,
+    epsilon: float = 2.0,
+    steps: int = 10,
+    step_size: float | None = None,
+    seed: int = 0,
+) -> AttackResult:
     """PGD on the crop a models.Classifier sees of `image`, with the classifier's normalisation.
 
     The budget is in 0-255 levels of that crop; `result.image()` is the adversarial crop and
@@ -181,5 +218,6 @@ def attack_image(classifier, image: Image.Image, target: int | None = None, epsi
     """
     preprocessing = classifier.preprocessing
     pixels = to_pixels(classifier.crop(image))
-    return pgd(classifier.module, pixels, preprocessing.mean, preprocessing.std, epsilon, target,
-               steps, step_size, seed=seed)
+    return pgd(
+        classifier.module, pixels, preprocessing.mean, preprocessing.std, epsilon, target, steps, step_size, seed=seed
+    )

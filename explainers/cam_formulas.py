@@ -4,9 +4,11 @@ Every function takes a layer's activations ``A`` of shape [B, C, h, w] and, wher
 them, the gradients ``G`` of each target's score with respect to ``A``, of shape [T, B, C, h, w]
 (already negated for a counterfactual map). It returns raw maps [T, B, h, w], before the final ReLU.
 """
+
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 SPATIAL = (-2, -1)
 
@@ -72,8 +74,9 @@ def principal_projection(features: torch.Tensor, component: int = 0) -> torch.Te
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
     projection = torch.einsum("nlc,nc->nl", matrix, vh[:, component, :])  # [N, hw]
     mean_map = matrix.mean(dim=2)
-    agreement = ((projection - projection.mean(1, keepdim=True))
-                 * (mean_map - mean_map.mean(1, keepdim=True))).sum(dim=1)
+    agreement = ((projection - projection.mean(1, keepdim=True)) * (mean_map - mean_map.mean(1, keepdim=True))).sum(
+        dim=1
+    )
     projection = projection * torch.where(agreement < 0, -1.0, 1.0)[:, None]
     return projection.reshape(*lead, h, w)
 
@@ -104,3 +107,13 @@ GRADIENT_CAMS = {
     "layercam": layercam,
     "eigengradcam": eigengradcam,
 }
+
+
+def upsample(maps: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """[T, B, h, w] -> [T, B, H, W] by bilinear interpolation (half-pixel centres)."""
+    target = tuple(size)
+    if tuple(maps.shape[-2:]) == target:
+        return maps
+    count, batch = maps.shape[:2]
+    flat = maps.reshape(count * batch, 1, *maps.shape[-2:]).float()
+    return F.interpolate(flat, size=target, mode="bilinear", align_corners=False).reshape(count, batch, *target)

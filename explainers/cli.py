@@ -1,14 +1,19 @@
 """Command line: explain the predictions of an ImageNet classifier on image files.
 
     python -m explainers IMAGE... [--model NAME] [--methods gradcam,scorecam] [--top-k 3 | --targets 281,tabby]
+                         [--contrast tabby:espresso] [--class-set dog]
                          [--layer NAME] [--counterfactual] [--shared-scale] [--colormap jet] [--opacity 0.5]
                          [--device cpu|cuda] [--out DIR]
     python -m explainers --list-models | --list-methods | --list-layers [--model NAME]
 
-For each image it writes into DIR (and nowhere else):
-    <stem>_<method>_<class>.png   one overlay per (method, class)
-    <stem>_grid.png               rows = classes, columns = the input + one per method
-    <stem>_maps.npz               "<method>/<class>/map" (in [0, 1]) and "<method>/<class>/raw" arrays
+For each image it writes into DIR (and nowhere else) the layout of explainers/export.py, the
+same files as the web app's zip:
+    <stem>_input.png              the centre crop the model saw
+    <stem>_<method>_<key>-<label>.png        one overlay per (method, target) on that crop
+    <stem>_<method>_<key>-<label>_photo.jpg  the same map on the whole photo, at its size
+    <stem>_grid.png               rows = targets, columns = the input + one per method
+    <stem>_maps.npz               "<method>/<key>/map" (in [0, 1]) and "<method>/<key>/raw" arrays
+(<key>: the class index, "contrast-281-967" for --contrast tabby:espresso, "set-dog" for --class-set dog)
     <stem>.json                   model, layer, device, top-5 predictions, targets, methods, timings
 Exit status: 0 all done, 1 some image could not be read or explained, 2 bad arguments.
 """
@@ -17,20 +22,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
-import re
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 from PIL import Image
 
 import explainers
 import models
-from explainers import rendering
+from explainers import export, rendering, request
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -46,6 +48,7 @@ class BadImage(Exception):
 
 
 # --------------------------------------------------------------------------- arguments
+
 
 def _opacity(text: str) -> float:
     try:
@@ -71,31 +74,67 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m explainers",
         description="Visual explanations (CAM family, Score-CAM, guided backprop, ...) of an "
-                    "ImageNet classifier's predictions on image files.",
-        epilog="Exit status: 0 done, 1 some image failed (the others are written), 2 bad arguments.")
-    p.add_argument("images", nargs="*", metavar="IMAGE",
-                   help="image files, or directories (their %s files, sorted)"
-                        % "/".join(s[1:] for s in IMAGE_SUFFIXES))
+        "ImageNet classifier's predictions on image files.",
+        epilog="Exit status: 0 done, 1 some image failed (the others are written), 2 bad arguments.",
+    )
+    p.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help=f"image files, or directories (their {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files, sorted)",
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; see --list-models)")
-    p.add_argument("--methods", default="gradcam",
-                   help="comma-separated method names, or 'all' (default gradcam; see --list-methods)")
+    p.add_argument(
+        "--methods",
+        default="gradcam",
+        help="comma-separated method names, or 'all' (default gradcam; see --list-methods)",
+    )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
-                       help="explain the K top predictions of each image (default 1)")
-    which.add_argument("--targets", metavar="CLASSES",
-                       help="comma-separated classes to explain instead: indices (281) or names (tabby)")
+    which.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="explain the K top predictions of each image (default 1)",
+    )
+    which.add_argument(
+        "--targets",
+        metavar="CLASSES",
+        help="comma-separated classes to explain instead: indices (281) or names (tabby)",
+    )
+    p.add_argument(
+        "--contrast",
+        action="append",
+        metavar="A:B",
+        help="explain 'A rather than B' (the score y_A - y_B), e.g. tabby:espresso; "
+        "repeatable; with --targets and --class-set these replace the top-k",
+    )
+    p.add_argument(
+        "--class-set",
+        action="append",
+        metavar="WORD",
+        help="explain an ImageNet category as one class (its classes' summed "
+        "probability): dog, cat, bird, ...; repeatable",
+    )
     p.add_argument("--layer", help="target layer of the CAM methods (default: the model's; see --list-layers)")
-    p.add_argument("--counterfactual", action="store_true",
-                   help="'why not' maps: the evidence against each class")
-    p.add_argument("--shared-scale", action="store_true",
-                   help="one colour scale per method across the classes of an image, "
-                        "so that their strengths compare (default: each map scaled on its own)")
+    p.add_argument("--counterfactual", action="store_true", help="'why not' maps: the evidence against each class")
+    p.add_argument(
+        "--shared-scale",
+        action="store_true",
+        help="one colour scale per method across the classes of an image, "
+        "so that their strengths compare (default: each map scaled on its own)",
+    )
     p.add_argument("--colormap", default="jet", choices=rendering.colormaps())
-    p.add_argument("--opacity", type=_opacity, default=0.5,
-                   help="heat-map opacity over the image, 0 to 1 (default 0.5)")
+    p.add_argument(
+        "--opacity", type=_opacity, default=0.5, help="heat-map opacity over the image, 0 to 1 (default 0.5)"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--out", default="explanations", metavar="DIR",
-                   help="output directory, created if needed (default ./explanations)")
+    p.add_argument(
+        "--out",
+        default="explanations",
+        metavar="DIR",
+        help="output directory, created if needed (default ./explanations)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
     p.add_argument("--list-models", action="store_true", help="list the models and exit")
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
@@ -103,13 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def split_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def resolve_methods(text: str) -> list[str]:
     """Method names from "gradcam,LayerCAM" or "all"; guided_<cam> fusions are accepted too."""
-    names = split_list(text)
+    names = request.split_list(text)
     if [n.lower() for n in names] == ["all"]:
         return list(explainers.METHODS)
     if not names:
@@ -121,41 +156,33 @@ def resolve_methods(text: str) -> list[str]:
         try:
             explainers.method_info(method)
         except explainers.ExplainerError:
-            raise UsageError(f"unknown method {name!r}{_suggest(name.lower(), known)}; "
-                             f"choose from: {', '.join(explainers.METHODS)}") from None
+            raise UsageError(
+                f"unknown method {name!r}{_suggest(name.lower(), known)}; choose from: {', '.join(explainers.METHODS)}"
+            ) from None
         if method not in methods:
             methods.append(method)
     return methods
 
 
 def resolve_targets(classifier, text: str) -> list[int]:
-    """Class indices from "281,tabby,tiger cat": an index, or a name found by search_classes."""
-    targets = []
-    for item in split_list(text):
-        if re.fullmatch(r"[+-]?\d+", item):
-            index = int(item)
-            if not 0 <= index < classifier.num_classes:
-                raise UsageError(f"class index {index} out of range 0..{classifier.num_classes - 1}")
-        else:
-            index = _class_by_name(classifier, item)
-        if index not in targets:
-            targets.append(index)
+    """Class indices from "281,tabby,tiger cat" (request.parse_classes, as the app reads them)."""
+    try:
+        targets = request.parse_classes(classifier, text)
+    except request.RequestError as error:
+        raise UsageError(str(error)) from None
     if not targets:
         raise UsageError("--targets: no class given")
     return targets
 
 
-def _class_by_name(classifier, name: str) -> int:
-    exact = [i for i, label in enumerate(classifier.labels) if label.lower() == name.lower()]
-    if len(exact) == 1:
-        return exact[0]
-    hits = classifier.search_classes(name)
-    if len(hits) == 1:
-        return hits[0][0]
-    if not hits:
-        raise UsageError(f"unknown class {name!r} (give an index 0..{classifier.num_classes - 1} or a name)")
-    shown = "; ".join(f"{i} {label}" for i, label in hits[:6]) + ("; ..." if len(hits) > 6 else "")
-    raise UsageError(f"ambiguous class {name!r}: {shown} (use an index)")
+def resolve_extra_targets(classifier, contrasts: Sequence[str] | None, class_sets: Sequence[str] | None) -> list:
+    """The Contrast and ClassSet targets of --contrast A:B and --class-set WORD."""
+    try:
+        return [request.parse_contrast(classifier, text) for text in contrasts or ()] + [
+            request.parse_class_set(classifier, word) for word in class_sets or ()
+        ]
+    except request.RequestError as error:
+        raise UsageError(str(error)) from None
 
 
 def check_layer(classifier, layer: str | None) -> None:
@@ -163,8 +190,7 @@ def check_layer(classifier, layer: str | None) -> None:
         return
     names = [info.name for info in classifier.layers]
     if layer not in names:
-        raise UsageError(f"unknown layer {layer!r} for {classifier.name}{_suggest(layer, names)}; "
-                         f"see --list-layers")
+        raise UsageError(f"unknown layer {layer!r} for {classifier.name}{_suggest(layer, names)}; see --list-layers")
 
 
 def check_methods(classifier, methods: list[str], layer: str | None, counterfactual: bool) -> None:
@@ -185,6 +211,7 @@ def _suggest(word: str, choices) -> str:
 
 # --------------------------------------------------------------------------- listings
 
+
 def list_models(out) -> None:
     for info in models.available_models():
         h, w = info.input_size
@@ -199,21 +226,29 @@ def list_methods(out) -> None:
 
 
 def list_layers(classifier, out) -> None:
+    """One line per layer (* marks the default): name, grid shape, module kind, and how tokens
+    are read; then why the default layer is the default."""
     for info in classifier.layers:
         mark = "*" if info.name == classifier.default_layer else " "
         shape = "x".join(str(s) for s in info.shape)
-        print(f"{mark} {info.name:<40} {shape:<16} {info.kind}", file=out)
+        print(f"{mark} {info.name:<40} {shape:<16} {info.kind:<16} {request.layout_note(info)}".rstrip(), file=out)
+    if classifier.default_layer_reason:
+        print(f"\nDefault layer (*): {classifier.default_layer_reason}", file=out)
 
 
 # --------------------------------------------------------------------------- inputs
+
 
 def expand_inputs(paths: Sequence[str]) -> list[Path]:
     """Files as given; directories replaced by their images (sorted, not recursive)."""
     files, seen = [], set()
     for text in paths:
         path = Path(text)
-        found = (sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-                 if path.is_dir() else [path])
+        found = (
+            sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if path.is_dir()
+            else [path]
+        )
         for file in found:
             if file.resolve() not in seen:  # the same file named twice is done once
                 seen.add(file.resolve())
@@ -230,88 +265,35 @@ def load_image(path: Path) -> Image.Image:
         raise BadImage(str(error)) from None
 
 
-def safe_name(text: str, fallback: str = "x") -> str:
-    """Letters, digits, '.', '-' and '_' only; '+' spelled 'p' (gradcam++ -> gradcampp)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text).replace("+", "p")).strip("._")
-    return name[:80] or fallback
-
-
 # --------------------------------------------------------------------------- outputs
 
-def map_key(m) -> str:
-    return f"{m.method}{'-cf' if m.counterfactual else ''}/{m.target}"
 
-
-def write_outputs(out_dir: Path, stem: str, source: Path, classifier, crop: Image.Image,
-                  explanation, methods: list[str], args) -> dict:
-    """Writes the overlays, the grid, the npz and the json of one image; returns the json record."""
+def explained(
+    path: Path, image: Image.Image, classifier, explanation, methods: list[str], counterfactual: bool
+) -> export.Explained:
+    """The export's view of one image's explanation (the app builds the same)."""
     maps = [m for m in explanation.maps if m.image == 0]
-    targets = list(dict.fromkeys(m.target for m in maps))
-    labels = classifier.labels
-
-    shown = {id(m): m.map for m in maps}
-    if args.shared_scale:
-        for method in methods:
-            group = [m for m in maps if m.method == method]
-            for m, scaled in zip(group, rendering.shared_scale([m.raw for m in group])):
-                shown[id(m)] = scaled
-
-    records, arrays, cells = [], {}, {}
-    for m in maps:
-        method_part = safe_name(m.method) + ("-cf" if m.counterfactual else "")
-        filename = f"{stem}_{method_part}_{m.target}-{safe_name(labels[m.target], 'class')}.png"
-        tile = rendering.overlay(crop, shown[id(m)], args.colormap, args.opacity)
-        tile.save(out_dir / filename)
-        cells[(m.method, m.target)] = (tile, f"{m.seconds:.2f} s")
-        key = map_key(m)
-        arrays[f"{key}/map"] = np.asarray(m.map, dtype=np.float32)
-        arrays[f"{key}/raw"] = np.asarray(m.raw, dtype=np.float32)
-        records.append({"method": m.method, "target": int(m.target), "label": labels[m.target],
-                        "counterfactual": bool(m.counterfactual),
-                        "probability": round(float(m.probability), 6),
-                        "seconds": round(float(m.seconds), 4), "file": filename, "key": key})
-    np.savez_compressed(out_dir / f"{stem}_maps.npz", **arrays)
-
-    probabilities = explanation.probabilities[0]
-    titles = [explainers.method_info(m).title for m in methods]
-    if args.counterfactual:
-        titles = [f"{t} (why not)" for t in titles]
-    tiles, captions = [], []
-    for target in targets:
-        row = [cells.get((method, target), (None, "")) for method in methods]
-        tiles.append([crop] + [tile for tile, _ in row])
-        captions.append([""] + [caption for _, caption in row])
-    row_labels = [f"{t} {labels[t]}\np = {float(probabilities[t]):.3f}" for t in targets]
-    title = f"{source.name} — {classifier.name}, layer {explanation.layer or '-'}"
-    grid_name = f"{stem}_grid.png"
-    rendering.grid(tiles, row_labels, ["input"] + titles, title=title,
-                   tile_captions=captions).save(out_dir / grid_name)
-
-    record = {
-        "image": str(source),
-        "model": classifier.name,
-        "layer": explanation.layer,
-        "device": str(explanation.device),
-        "input_size": list(classifier.input_size),
-        "predictions": [{"class": int(c), "label": labels[c], "probability": round(float(p), 6)}
-                        for c, p in explanation.top(5)],
-        "targets": [{"class": int(t), "label": labels[t], "probability": round(float(probabilities[t]), 6)}
-                    for t in targets],
-        "methods": methods,
-        "counterfactual": bool(args.counterfactual),
-        "shared_scale": bool(args.shared_scale),
-        "colormap": args.colormap,
-        "opacity": args.opacity,
-        "maps": records,
-        "grid": grid_name,
-        "npz": f"{stem}_maps.npz",
-    }
-    (out_dir / f"{stem}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
-    return record
+    return export.Explained(
+        name=path.name,
+        model=classifier.name,
+        layer=explanation.layer,
+        device=str(explanation.device),
+        input_size=tuple(classifier.input_size),
+        crop=classifier.crop(image),
+        labels=classifier.labels,
+        methods=methods,
+        targets=list(dict.fromkeys(export.as_target(m.target) for m in maps)),
+        probabilities={export.as_target(m.target): float(m.probability) for m in maps},
+        predictions=explanation.top(5),
+        maps=maps,
+        counterfactual=counterfactual,
+        photo=image,
+        photo_box=export.photo_box(classifier.preprocessing, image.size),
+    )
 
 
 # --------------------------------------------------------------------------- progress
+
 
 class Progress:
     """A one-line progress bar on a terminal, fed by the engine's progress(fraction, message)."""
@@ -348,6 +330,7 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- main
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -390,10 +373,14 @@ def _run(args, progress: Progress) -> int:
     if args.list_layers:
         list_layers(classifier, sys.stdout)
         return EXIT_OK
+    assert methods is not None  # every listing has returned
 
     check_layer(classifier, args.layer)
     check_methods(classifier, methods, args.layer, args.counterfactual)
-    targets = resolve_targets(classifier, args.targets) if args.targets else None
+    targets = (
+        (resolve_targets(classifier, args.targets) if args.targets else [])
+        + resolve_extra_targets(classifier, args.contrast, args.class_set)
+    ) or None
 
     files = expand_inputs(args.images)
     if not files:
@@ -409,7 +396,7 @@ def _run(args, progress: Progress) -> int:
     failed = 0
     for number, path in enumerate(files, 1):
         prefix = f"[{number}/{len(files)}] {path.name}"
-        stem = base = safe_name(path.stem, "image")
+        stem = base = export.stem_of(path.name)
         copy = 1
         while stem in stems:  # the same name from another directory: do not overwrite
             copy += 1
@@ -420,11 +407,19 @@ def _run(args, progress: Progress) -> int:
             image = load_image(path)
             progress.start(prefix)
             explanation = explainers.explain(
-                classifier, classifier.preprocess(image), methods=methods, targets=targets,
-                top_k=None if targets else args.top_k, layer=args.layer,
-                counterfactual=args.counterfactual, progress=progress)
-            record = write_outputs(out_dir, stem, path, classifier, classifier.crop(image),
-                                   explanation, methods, args)
+                classifier,
+                classifier.preprocess(image),
+                methods=methods,
+                targets=targets,
+                top_k=None if targets else args.top_k,
+                layer=args.layer,
+                counterfactual=args.counterfactual,
+                progress=progress,
+            )
+            display = export.Display(args.colormap, args.opacity, args.shared_scale)
+            record = export.write_folder(
+                out_dir, explained(path, image, classifier, explanation, methods, args.counterfactual), display, stem
+            )
         except BadImage as error:
             progress.clear()
             failed += 1
@@ -440,9 +435,12 @@ def _run(args, progress: Progress) -> int:
         progress.clear()
         if not args.quiet:
             best = record["predictions"][0]
-            print(f"{prefix}: {best['label']} ({best['probability']:.1%}), "
-                  f"{len(record['maps'])} maps in {time.perf_counter() - started:.1f} s "
-                  f"-> {out_dir / record['grid']}", file=sys.stderr)
+            print(
+                f"{prefix}: {best['label']} ({best['probability']:.1%}), "
+                f"{len(record['maps'])} maps in {time.perf_counter() - started:.1f} s "
+                f"-> {out_dir / record['grid']}",
+                file=sys.stderr,
+            )
     if failed:
         print(f"{failed} of {len(files)} images failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

@@ -9,60 +9,67 @@ for deciding, not measurements.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .engine import Options
-from .methods import fused_cam, method_info
+from .options import Options
+from .registry import BACKWARD, PassQuery, get_method
 from .taps import eval_mode
 
-BACKWARD = 2.0              # a backward pass costs about two forward passes
-MIN_AFTER_LAYER_SHARE = 0.05
+__all__ = ["BACKWARD", "method_passes", "request_passes", "seconds_per_pass"]
 
 
-def method_passes(method: str, targets: int, channels: int, options: Options | None = None,
-                  after_layer: float = 0.5) -> float:
+def method_passes(
+    method: str,
+    targets: int,
+    channels: int,
+    options: Options | None = None,
+    after_layer: float = 0.5,
+    device: torch.device | str = "cpu",
+) -> float:
     """Forward-pass equivalents one method adds to the shared passes, for one image: an upper
     bound (Score-CAM skips constant and duplicate masks, which only the forward pass shows).
 
-    ``channels``: the layer's channel count (Score-CAM and Ablation-CAM run one masked or ablated
-    copy per channel, shared by every target); ``targets``: classes explained; ``after_layer``:
-    the share of the network after the layer, which is all Ablation-CAM runs.
+    Each method declares its own count (`Method.passes`): Score-CAM one masked copy per channel
+    and Ablation-CAM one ablated copy (through the network after the layer) per channel, shared by
+    every target; RISE one masked copy per mask (its count depends on the device); SmoothGrad and
+    Integrated Gradients a forward and a backward pass per sample and target; the others (the
+    gradient CAMs, the rollouts, the input gradients) only share the common passes.
+    ``channels``: the layer's channel count; ``targets``: targets explained; ``after_layer``: the
+    share of the network after the layer.
     """
-    options = options or Options()
-    base = fused_cam(method)
-    if base is not None:
-        return method_passes(base, targets, channels, options, after_layer)
-    if method == "scorecam":
-        return float(channels)
-    if method == "ablationcam":
-        return channels * max(MIN_AFTER_LAYER_SHARE, after_layer)
-    if method == "smoothgrad":
-        return options.smoothgrad_samples * targets * (1 + BACKWARD)
-    if method == "integrated_gradients":
-        return options.ig_steps * targets * (1 + BACKWARD)
-    method_info(method)  # unknown names raise
-    return 0.0
+    unit = get_method(method)  # unknown names raise
+    if unit.passes is None:
+        return 0.0
+    query = PassQuery(targets, channels, options or Options(), after_layer, torch.device(device))
+    return float(unit.passes(query))
 
 
-def request_passes(methods: Sequence[str], targets: int, channels: int,
-                   options: Options | None = None, after_layer: float = 0.5) -> float:
+def request_passes(
+    methods: Sequence[str],
+    targets: int,
+    channels: int,
+    options: Options | None = None,
+    after_layer: float = 0.5,
+    device: torch.device | str = "cpu",
+) -> float:
     """Forward-pass equivalents of one engine call: the shared passes plus every method's own."""
     shared = 1.0 + BACKWARD * targets
-    return shared + sum(method_passes(m, targets, channels, options, after_layer)
-                        for m in dict.fromkeys(methods))
+    return shared + sum(
+        method_passes(m, targets, channels, options, after_layer, device) for m in dict.fromkeys(methods)
+    )
 
 
-def seconds_per_pass(module: nn.Module, input_size: tuple[int, int], batch: int = 16,
-                     device: torch.device | str | None = None) -> float:
+def seconds_per_pass(
+    module: nn.Module, input_size: tuple[int, int], batch: int = 16, device: torch.device | str | None = None
+) -> float:
     """Seconds of one image's forward pass in the perturbation methods' regime (batches of 16,
     channels-last): the faster of two timed batches after a warm-up pass, in eval mode (each
     module's own flag restored after)."""
     device = device or next(module.parameters()).device
-    x = torch.zeros(batch, 3, *input_size, device=device).contiguous(
-        memory_format=torch.channels_last)
+    x = torch.zeros(batch, 3, *input_size, device=device).contiguous(memory_format=torch.channels_last)
     timings = []
     with eval_mode(module), torch.no_grad():
         module(x[:2])

@@ -1,4 +1,5 @@
 """Gradients of several targets at once, from one graph."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,13 @@ def target_directions(num_classes: int, targets: torch.Tensor, sign: float = 1.0
     return directions
 
 
-def batched_grad(scores: torch.Tensor, inputs: torch.Tensor, directions: torch.Tensor,
-                 retain_graph: bool = True, vectorised: bool | None = None) -> torch.Tensor:
+def batched_grad(
+    scores: torch.Tensor,
+    inputs: torch.Tensor,
+    directions: torch.Tensor,
+    retain_graph: bool = True,
+    vectorised: bool | None = None,
+) -> torch.Tensor:
     """d(directions[t] . scores)/d(inputs) for every t: [T, *inputs.shape].
 
     On CUDA, one vectorised backward pass (``is_grads_batched``), falling back to one backward
@@ -34,14 +40,18 @@ def batched_grad(scores: torch.Tensor, inputs: torch.Tensor, directions: torch.T
     if not (scores.is_cuda if vectorised is None else vectorised):
         return _one_target_at_a_time(scores, inputs, directions)
     try:
-        (grads,) = torch.autograd.grad(scores, inputs, directions, retain_graph=True,
-                                       is_grads_batched=True)
+        (grads,) = torch.autograd.grad(scores, inputs, directions, retain_graph=True, is_grads_batched=True)
         return grads
     except (RuntimeError, NotImplementedError):
         return _one_target_at_a_time(scores, inputs, directions)
 
 
-def _one_target_at_a_time(scores: torch.Tensor, inputs: torch.Tensor,
-                          directions: torch.Tensor) -> torch.Tensor:
-    return torch.stack([torch.autograd.grad(scores, inputs, d, retain_graph=True)[0]
-                        for d in directions])
+def _one_target_at_a_time(scores: torch.Tensor, inputs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.autograd.grad(scores, inputs, d, retain_graph=True)[0] for d in directions])
+
+
+def batched_grads(scores: torch.Tensor, inputs: list[torch.Tensor], directions: torch.Tensor) -> list[torch.Tensor]:
+    """d(directions[t] . scores)/d(inputs[i]) for every t and every tensor of `inputs`, one
+    backward pass per target (the graph is kept): [[T, *inputs[i].shape] for each i]."""
+    per_target = [torch.autograd.grad(scores, inputs, d, retain_graph=True) for d in directions]
+    return [torch.stack([grads[i] for grads in per_target]) for i in range(len(inputs))]

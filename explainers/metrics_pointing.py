@@ -6,6 +6,7 @@ classes is explained on the grid, and the score of a map is the share of its pos
 (the sum of its positive values) that falls in the cell of the explained class: 1.0 is perfect
 localisation, 0.25 is chance (a uniform map).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,13 +32,17 @@ def pointing_grid(images: torch.Tensor) -> torch.Tensor:
     antialiased) to its cell, so that the grid has the model's input size."""
     if images.dim() != 4 or images.shape[0] != CELLS:
         raise ValueError(f"the grid needs 4 images [4, 3, H, W], not {list(images.shape)}")
-    size = tuple(images.shape[-2:])
+    size = (images.shape[-2], images.shape[-1])
     grid = torch.zeros_like(images[:1], dtype=torch.float32)
     for cell in range(CELLS):
         top, bottom, left, right = cell_box(cell, size)
         grid[0, :, top:bottom, left:right] = F.interpolate(
-            images[cell:cell + 1].float(), size=(bottom - top, right - left), mode="bilinear",
-            align_corners=False, antialias=True)[0]
+            images[cell : cell + 1].float(),
+            size=(bottom - top, right - left),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0]
     return grid
 
 
@@ -51,5 +56,5 @@ def pointing_score(saliency, cell: int) -> float:
     total = float(positive.sum())
     if total <= 0:
         return float("nan")
-    top, bottom, left, right = cell_box(cell, tuple(positive.shape[-2:]))
+    top, bottom, left, right = cell_box(cell, (positive.shape[-2], positive.shape[-1]))
     return float(positive[top:bottom, left:right].sum()) / total

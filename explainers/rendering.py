@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -30,7 +30,7 @@ def colormaps() -> list[str]:
     return list(_COLORMAPS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lut(colormap: str) -> np.ndarray:
     """uint8 [256, 3] lookup table of a colour map (matplotlib's, sampled once)."""
     if colormap not in _COLORMAPS:
@@ -69,8 +69,7 @@ def _resize_map(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def overlay(image: Image.Image, saliency: np.ndarray, colormap: str = "jet",
-            opacity: float = 0.5) -> Image.Image:
+def overlay(image: Image.Image, saliency: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> Image.Image:
     """Alpha-blend the coloured map over the image (RGB, at the image's size).
 
     The map is resized to the image if needed. opacity 0 gives the image, 1 the heat map.
@@ -89,8 +88,7 @@ def shared_scale(raw_maps: Sequence[np.ndarray]) -> list[np.ndarray]:
     Negative values are clipped to 0, then every map is divided by the largest value over all
     of them, so the ratio between maps is kept. All-zero input stays zero. float32 copies.
     """
-    clipped = [np.clip(np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0), 0.0, None)
-               for m in raw_maps]
+    clipped = [np.clip(np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0), 0.0, None) for m in raw_maps]
     peak = max((float(m.max()) for m in clipped if m.size), default=0.0)
     if not np.isfinite(peak) or peak <= 0.0:
         return [np.zeros_like(m) for m in clipped]
@@ -124,7 +122,7 @@ def _text_size(draw: ImageDraw.ImageDraw, text: str, fnt) -> tuple[int, int]:
     if not text:
         return 0, 0
     left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=fnt, spacing=2)
-    return right - left, bottom - top
+    return int(right - left), int(bottom - top)  # Pillow types the box as floats; it measures whole pixels
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt, width: int) -> str:
@@ -154,9 +152,13 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt, width: int) -> str:
     return "\n".join(out)
 
 
-def grid(tiles: Sequence[Sequence[Image.Image | None]], row_labels: Sequence[str],
-         col_labels: Sequence[str], title: str | None = None,
-         tile_captions: Sequence[Sequence[str]] | None = None) -> Image.Image:
+def grid(
+    tiles: Sequence[Sequence[Image.Image | None]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str | None = None,
+    tile_captions: Sequence[Sequence[str]] | None = None,
+) -> Image.Image:
     """One figure of tiles: one row per class, one column per method (the first may be the input).
 
     Labels are drawn on a white background: column labels on top, row labels at the left, an
@@ -210,21 +212,24 @@ def grid(tiles: Sequence[Sequence[Image.Image | None]], row_labels: Sequence[str
         draw.multiline_text((pad, pad), title_text, fill=_INK, font=title_font, spacing=2)
     for j, text in enumerate(col_text):
         x = left + j * (cell_w + pad) + cell_w // 2
-        draw.multiline_text((x, top - pad), text, fill=_INK, font=bold, anchor="md",
-                            align="center", spacing=2)
+        draw.multiline_text((x, top - pad), text, fill=_INK, font=bold, anchor="md", align="center", spacing=2)
     for i, row in enumerate(rows):
         y = top + i * row_pitch
-        draw.multiline_text((pad, y + cell_h // 2), row_text[i], fill=_INK, font=bold,
-                            anchor="lm", spacing=2)
+        draw.multiline_text((pad, y + cell_h // 2), row_text[i], fill=_INK, font=bold, anchor="lm", spacing=2)
         for j, tile in enumerate(row):
             x = left + j * (cell_w + pad)
             if tile is not None:
-                canvas.paste(tile.convert("RGB"),
-                             (x + (cell_w - tile.width) // 2, y + (cell_h - tile.height) // 2))
+                canvas.paste(tile.convert("RGB"), (x + (cell_w - tile.width) // 2, y + (cell_h - tile.height) // 2))
             if captions is not None and i < len(captions) and j < len(captions[i]) and captions[i][j]:
-                draw.multiline_text((x + cell_w // 2, y + cell_h + pad // 2), captions[i][j],
-                                    fill=_MUTED, font=small, anchor="ma", align="center",
-                                    spacing=2)
+                draw.multiline_text(
+                    (x + cell_w // 2, y + cell_h + pad // 2),
+                    captions[i][j],
+                    fill=_MUTED,
+                    font=small,
+                    anchor="ma",
+                    align="center",
+                    spacing=2,
+                )
     return canvas
 
 

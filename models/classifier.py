@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from .errors import ModelError
-from .layers import LayerInfo, default_layer, discover_layers
+from .layers import LayerInfo, default_layer_choice, discover_layers
 from .preprocessing import Preprocessing
 
 
@@ -30,8 +30,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 class Classifier:
     """An image classifier ready for explanation: preprocess() images, run `module`."""
 
-    def __init__(self, name: str, module: torch.nn.Module, labels: list[str],
-                 preprocessing: Preprocessing, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: torch.nn.Module,
+        labels: list[str],
+        preprocessing: Preprocessing,
+        device: str | torch.device | None = None,
+    ) -> None:
         self.name = name
         self.module = module.eval()
         self.labels = list(labels)
@@ -59,16 +65,26 @@ class Classifier:
 
     @cached_property
     def layers(self) -> list[LayerInfo]:
-        """Spatial layers in forward order (found once, by a dry run)."""
+        """Spatial and token layers in forward order (found once, by a dry run)."""
         return discover_layers(self.module, self.input_size)
+
+    @cached_property
+    def _default_layer_choice(self) -> tuple[str, str] | tuple[None, None]:
+        try:
+            return default_layer_choice(self.layers)
+        except ModelError:
+            return None, None
 
     @property
     def default_layer(self) -> str | None:
-        """The last spatial layer before pooling; None when the model has no spatial layer."""
-        try:
-            return default_layer(self.layers)
-        except ModelError:
-            return None
+        """The CAM methods' default layer (models.layers.default_layer_choice); None when the model
+        has no spatial or token layer."""
+        return self._default_layer_choice[0]
+
+    @property
+    def default_layer_reason(self) -> str | None:
+        """Why the default layer was chosen, in a sentence for the app and the CLI; None without one."""
+        return self._default_layer_choice[1]
 
     def search_classes(self, query: str, limit: int = 20) -> list[tuple[int, str]]:
         """(index, label) of labels containing `query` (any case); exact, prefix, word matches first."""
@@ -81,12 +97,21 @@ class Classifier:
             if query not in text:
                 continue
             words = text.replace("-", " ").replace("_", " ").split()
-            rank = (0 if text == query else 1 if query in words else 2 if text.startswith(query)
-                    else 3 if any(word.startswith(query) for word in words) else 4)
+            rank = (
+                0
+                if text == query
+                else 1
+                if query in words
+                else 2
+                if text.startswith(query)
+                else 3
+                if any(word.startswith(query) for word in words)
+                else 4
+            )
             ranked.append((rank, index, label))
-        return [(index, label) for _, index, label in sorted(ranked)[:max(limit, 0)]]
+        return [(index, label) for _, index, label in sorted(ranked)[: max(limit, 0)]]
 
-    def to(self, device: str | torch.device | None) -> "Classifier":
+    def to(self, device: str | torch.device | None) -> Classifier:
         """Move the module to `device` (None: CUDA if available) and return self."""
         self.device = resolve_device(device)
         self.module.to(self.device)

@@ -39,13 +39,17 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = _unpickling_detail(str(exc))
-        raise ModelError(f"Checkpoint {path} was refused: it is not a plain state dict of tensors (it may hold "
-                         f"Python objects whose loading could run code, or not be a PyTorch file at all). "
-                         f"Save model.state_dict() instead. Detail: {detail}") from exc
+        raise ModelError(
+            f"Checkpoint {path} was refused: it is not a plain state dict of tensors (it may hold "
+            f"Python objects whose loading could run code, or not be a PyTorch file at all). "
+            f"Save model.state_dict() instead. Detail: {detail}"
+        ) from exc
     except Exception as exc:  # on bytes that are no pickle (a text file), the weights-only
         # unpickler raises KeyError, IndexError, struct.error, ... besides OSError and RuntimeError
-        raise ModelError(f"Checkpoint {path} cannot be read as a PyTorch state dict (is it a file "
-                         f"saved by torch.save?): {type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"Checkpoint {path} cannot be read as a PyTorch state dict (is it a file "
+            f"saved by torch.save?): {type(exc).__name__}: {exc}"
+        ) from exc
     return _state_dict_of(loaded, path)
 
 
@@ -82,19 +86,32 @@ def load_matching(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
     expected = module.state_dict()
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
-    wrong = [f"{key} {tuple(state_dict[key].shape)} vs {tuple(tensor.shape)}"
-             for key, tensor in expected.items() if key in state_dict and state_dict[key].shape != tensor.shape]
-    problems = [f"{label} ({len(items)}): {', '.join(items[:_SHOWN])}{', ...' if len(items) > _SHOWN else ''}"
-                for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                                     ("shape mismatches (checkpoint vs model)", wrong)) if items]
+    wrong = [
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(tensor.shape)}"
+        for key, tensor in expected.items()
+        if key in state_dict and state_dict[key].shape != tensor.shape
+    ]
+    problems = [
+        f"{label} ({len(items)}): {', '.join(items[:_SHOWN])}{', ...' if len(items) > _SHOWN else ''}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches (checkpoint vs model)", wrong),
+        )
+        if items
+    ]
     if problems:
         raise ModelError(f"{source} does not fit the architecture: " + "; ".join(problems))
     module.load_state_dict(state_dict)
 
 
-def load_custom(arch: str, checkpoint: str | Path, class_names: str | Path,
-                device: str | torch.device | None = None,
-                preprocessing: Preprocessing | None = None) -> Classifier:
+def load_custom(
+    arch: str,
+    checkpoint: str | Path,
+    class_names: str | Path,
+    device: str | torch.device | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> Classifier:
     """A fine-tuned model: torchvision `arch` or "timm:<name>", a state-dict file and a class-names file.
 
     The head has one output per class name; preprocessing defaults to standard ImageNet
@@ -103,9 +120,10 @@ def load_custom(arch: str, checkpoint: str | Path, class_names: str | Path,
     labels = read_class_names(class_names)
     state_dict = read_checkpoint(checkpoint)
     if arch.startswith(timm_zoo.PREFIX):
-        module = timm_zoo.build_architecture(arch[len(timm_zoo.PREFIX):], len(labels))
+        module = timm_zoo.build_architecture(arch[len(timm_zoo.PREFIX) :], len(labels))
     else:
         module = torchvision_zoo.build_architecture(arch, len(labels))
     load_matching(module, state_dict, f"Checkpoint {Path(checkpoint).name}")
-    return Classifier(f"custom:{arch}:{Path(checkpoint).name}", module, labels,
-                      preprocessing or STANDARD_IMAGENET, device)
+    return Classifier(
+        f"custom:{arch}:{Path(checkpoint).name}", module, labels, preprocessing or STANDARD_IMAGENET, device
+    )

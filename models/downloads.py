@@ -45,7 +45,8 @@ def not_available(what: str, path: Path, url: str, reason: str) -> ModelNotAvail
     return ModelNotAvailableError(
         f"The weights of {what} are not cached and cannot be downloaded ({reason}). "
         f"Download {url} and save it as {path.name!r} in the directory {str(path.parent)!r} "
-        f"(full path: {path}).")
+        f"(full path: {path})."
+    )
 
 
 def fetch_checkpoint(url: str, what: str) -> Path:

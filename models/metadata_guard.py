@@ -52,8 +52,7 @@ def _tiff_overclaims(fp: BinaryIO, size: int) -> bool:
             exif = directory if tag == _EXIF_IFD else exif
     if _INTEROP_IFD in ifd0.integers and exif is not None and _INTEROP_IFD in exif.integers:
         directories.append(read_directory(fp, layout, exif.integers[_INTEROP_IFD], size))
-    return (sum(d.claimed_bytes for d in directories) > size
-            or sum(d.numbers for d in directories) > MAX_NUMBERS)
+    return sum(d.claimed_bytes for d in directories) > size or sum(d.numbers for d in directories) > MAX_NUMBERS
 
 
 def _jpeg_blocks(fp: BinaryIO) -> Iterator[bytes]:

@@ -88,7 +88,8 @@ def _xmp_orientation(info: dict) -> int | None:
     for key in _XMP_KEYS:
         xmp = info.get(key)
         if isinstance(xmp, (str, bytes)) and xmp:
-            pattern = _XMP_ORIENTATION if isinstance(xmp, str) else _XMP_ORIENTATION.encode()
-            match = re.search(pattern, xmp)
+            match = (
+                re.search(_XMP_ORIENTATION, xmp) if isinstance(xmp, str) else re.search(_XMP_ORIENTATION.encode(), xmp)
+            )
             return int(match[2]) if match else None
     return None

@@ -1,4 +1,4 @@
-"""Image preprocessing with PIL + numpy: any mode to RGB, resize, centre crop, normalise."""
+"""Image preprocessing with PIL + numpy: any mode to RGB, resize, crop (timm's crop modes), normalise."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
         def to_8bit(strip: np.ndarray) -> np.ndarray:
             return np.clip(np.nan_to_num(strip.astype(np.float64) * scale), 0, 255).round()
     else:
+
         def to_8bit(strip: np.ndarray) -> np.ndarray:
             return (np.clip(strip, 0, 65535).astype(np.uint32) + 128) // 257
 
@@ -79,39 +80,83 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
     return result
 
 
+CROP_MODES = ("center", "squash", "border")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the shorter side to `resize`, centre-crop to `crop_size` (H, W), normalise."""
+    """Resize, crop to `crop_size` (H, W), normalise; timm's three evaluation crop modes.
+
+    crop_mode "center": the shorter side to `resize`, then a centre crop (torchvision's and timm's
+    default); "squash": both sides to `resize` (scaled by the crop's aspect), then a centre crop
+    (aspect ratio not kept); "border": the longer side to `resize`, then a centre crop that pads
+    with the mean colour where the image is too small (nothing cut off when resize = crop).
+    """
 
     resize: int
     crop_size: tuple[int, int]
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    crop_mode: str = "center"
 
     def __post_init__(self) -> None:
         if self.interpolation not in _RESAMPLING:
             raise ModelError(f"Unknown interpolation {self.interpolation!r}; use one of {sorted(_RESAMPLING)}.")
-        if self.resize < max(self.crop_size):
+        if self.crop_mode not in CROP_MODES:
+            raise ModelError(f"Unknown crop mode {self.crop_mode!r}; use one of {list(CROP_MODES)}.")
+        if self.resize < max(self.crop_size) and self.crop_mode != "border":
             raise ModelError(f"Resize {self.resize} is smaller than the crop {self.crop_size}.")
 
     @classmethod
-    def from_crop_pct(cls, crop_size: tuple[int, int], crop_pct: float, mean, std,
-                      interpolation: str) -> "Preprocessing":
-        """timm-style: resize the shorter side to floor(size / crop_pct), then crop `crop_size`."""
-        return cls(math.floor(max(crop_size) / crop_pct), tuple(crop_size), tuple(mean), tuple(std),
-                   interpolation)
+    def from_crop_pct(
+        cls, crop_size: tuple[int, int], crop_pct: float, mean, std, interpolation: str, crop_mode: str = "center"
+    ) -> Preprocessing:
+        """timm-style: resize to floor(size / crop_pct) (as `crop_mode` says), then crop `crop_size`."""
+        return cls(
+            math.floor(max(crop_size) / crop_pct),
+            (int(crop_size[0]), int(crop_size[1])),
+            tuple(mean),
+            tuple(std),
+            interpolation,
+            crop_mode or "center",
+        )
 
-    def crop(self, image: Image.Image) -> Image.Image:
-        """The RGB image resized and centre-cropped exactly as the model sees it."""
-        image = to_rgb(image)
-        width, height = image.size
+    def _resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(W, H) after the resize step, for an image of (width, height)."""
+        crop_h, crop_w = self.crop_size
+        if self.crop_mode == "squash":
+            return (
+                math.floor(self.resize * crop_w / max(self.crop_size)),
+                math.floor(self.resize * crop_h / max(self.crop_size)),
+            )
+        if self.crop_mode == "border":  # timm's ResizeKeepRatio(longest=1)
+            target_h = self.resize * crop_h / max(self.crop_size)
+            target_w = self.resize * crop_w / max(self.crop_size)
+            ratio = max(height / target_h, width / target_w)
+            return round(width / ratio), round(height / ratio)
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = self.resize, int(self.resize * long / short)
-        size = (new_short, new_long) if width <= height else (new_long, new_short)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        """The RGB image resized and cropped (or padded, "border") exactly as the model sees it."""
+        image = to_rgb(image)
+        size = self._resized_size(*image.size)
         if size != image.size:
             image = image.resize(size, _RESAMPLING[self.interpolation])
         crop_h, crop_w = self.crop_size
+        if size[0] < crop_w or size[1] < crop_h:  # "border": pad with the mean colour, as timm does
+            fill = tuple(round(255 * v) for v in self.mean)
+            padded = Image.new("RGB", (max(size[0], crop_w), max(size[1], crop_h)), fill)
+            padded.paste(
+                image,
+                (
+                    (crop_w - size[0]) // 2 if crop_w > size[0] else 0,
+                    (crop_h - size[1]) // 2 if crop_h > size[1] else 0,
+                ),
+            )
+            image, size = padded, padded.size
         top = int(round((size[1] - crop_h) / 2.0))
         left = int(round((size[0] - crop_w) / 2.0))
         return image.crop((left, top, left + crop_w, top + crop_h))
@@ -119,5 +164,5 @@ class Preprocessing:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """The normalised float32 tensor [1, 3, H, W] (CPU) for one image."""
         pixels = np.asarray(self.crop(image), dtype=np.float32) / 255.0
-        pixels = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+        normalised = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]

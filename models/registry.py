@@ -25,28 +25,42 @@ class ModelInfo:
     """A registered model: where its weights come from and whether they are on disk already."""
 
     name: str
-    source: str                  # "embedded" | "torchvision" | "timm"
-    ready: bool                  # True when no download is needed
+    source: str  # "embedded" | "torchvision" | "timm"
+    ready: bool  # True when no download is needed
     description: str
     input_size: tuple[int, int]  # (H, W)
 
 
 def available_models() -> list[ModelInfo]:
-    """The embedded EfficientNet-Lite models, then the curated torchvision zoo."""
-    infos = [ModelInfo(name, "embedded", variant.ready,
-                       f"EfficientNet-Lite{name[-1]} (weights bundled, works offline)",
-                       variant.preprocessing.crop_size)
-             for name, variant in efficientnet_lite.VARIANTS.items()]
+    """The embedded EfficientNet-Lite models, the curated torchvision zoo, then the curated timm
+    models ("timm:<name>": transformers and modern CNNs)."""
+    infos = [
+        ModelInfo(
+            name,
+            "embedded",
+            variant.ready,
+            f"EfficientNet-Lite{name[-1]} (weights bundled, works offline)",
+            variant.preprocessing.crop_size,
+        )
+        for name, variant in efficientnet_lite.VARIANTS.items()
+    ]
     for name in torchvision_zoo.CURATED:
         description, input_size = torchvision_zoo.describe(name)
         infos.append(ModelInfo(name, "torchvision", torchvision_zoo.is_ready(name), description, input_size))
+    for name in timm_zoo.CURATED:
+        description, input_size = timm_zoo.describe(name)
+        infos.append(ModelInfo(timm_zoo.PREFIX + name, "timm", timm_zoo.is_ready(name), description, input_size))
     return infos
 
 
 def _unknown(name: str) -> ModelError:
-    names = ", ".join([*efficientnet_lite.VARIANTS, *torchvision_zoo.CURATED])
-    return ModelError(f"Unknown model {name!r}. Available: {names}; also any other torchvision "
-                      f"classification model name, or 'timm:<name>' (e.g. 'timm:resnet50.a1_in1k').")
+    names = ", ".join(
+        [*efficientnet_lite.VARIANTS, *torchvision_zoo.CURATED, *(timm_zoo.PREFIX + n for n in timm_zoo.CURATED)]
+    )
+    return ModelError(
+        f"Unknown model {name!r}. Available: {names}; also any other torchvision "
+        f"classification model name, or 'timm:<name>' (e.g. 'timm:resnet50.a1_in1k')."
+    )
 
 
 def _build(name: str, device: torch.device) -> Classifier:
@@ -54,7 +68,7 @@ def _build(name: str, device: torch.device) -> Classifier:
         module, preprocessing = efficientnet_lite.load_efficientnet_lite(name)
         return Classifier(name, module, imagenet_labels(), preprocessing, device)
     if name.startswith(timm_zoo.PREFIX):
-        module, preprocessing, labels = timm_zoo.load_timm(name[len(timm_zoo.PREFIX):])
+        module, preprocessing, labels = timm_zoo.load_timm(name[len(timm_zoo.PREFIX) :])
     elif name in torchvision_zoo.CURATED or name in torchvision_zoo.architectures():
         module, preprocessing, labels = torchvision_zoo.load_torchvision(name)
     else:

@@ -1,4 +1,5 @@
-"""Any timm model by name ("timm:resnet50.a1_in1k"), with its own data config."""
+"""Any timm model by name ("timm:resnet50.a1_in1k") with its own data config, and a curated set listed
+in the registry (transformers and modern CNNs, downloaded on first use)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from .preprocessing import Preprocessing
 
 PREFIX = "timm:"
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
+
+# timm name -> (what it is, download size in MB: float32 weights); listed as "timm:<name>"
+CURATED: dict[str, tuple[str, int]] = {
+    "vit_base_patch16_224": ("ViT-B/16 vision transformer, Dosovitskiy et al. 2021", 346),
+    "deit_small_patch16_224": ("DeiT-S data-efficient vision transformer, Touvron et al. 2021", 88),
+    "swin_tiny_patch4_window7_224": ("Swin-T shifted-window transformer, Liu et al. 2021", 113),
+    "convnext_tiny": ("ConvNeXt-T, a CNN modernised after transformers, Liu et al. 2022", 114),
+    "efficientnetv2_rw_s": ("EfficientNetV2-S (timm's training), Tan & Le 2021", 96),
+}
 
 
 def local_weights_path(name: str) -> Path:
@@ -49,25 +59,46 @@ def _cached_weights(name: str, cfg) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
+def is_ready(name: str) -> bool:
+    """True when the weights of timm model `name` are on disk already (no download needed)."""
+    return _cached_weights(name, _pretrained_cfg(name)) is not None
+
+
+def describe(name: str) -> tuple[str, tuple[int, int]]:
+    """A one-line description and the (H, W) input size of a curated timm model."""
+    cfg = _pretrained_cfg(name)
+    what, megabytes = CURATED[name]
+    where = "cached" if _cached_weights(name, cfg) is not None else f"{megabytes} MB download on first use"
+    return f"{what} (timm {name}.{cfg.tag}; {where})", tuple(cfg.input_size[1:])
+
+
 def preprocessing_of(module: torch.nn.Module) -> Preprocessing:
-    """The model's timm data config (input size, crop_pct, mean, std, interpolation) as a Preprocessing."""
+    """The model's own timm data config (timm.data.resolve_data_config: input size, crop_pct,
+    crop_mode, mean, std, interpolation) as a Preprocessing, equal to timm's create_transform."""
     from timm.data import resolve_data_config
 
     config = resolve_data_config(model=module)
-    return Preprocessing.from_crop_pct(tuple(config["input_size"][1:]), config["crop_pct"], config["mean"],
-                                       config["std"], config["interpolation"])
+    return Preprocessing.from_crop_pct(
+        tuple(config["input_size"][1:]),
+        config["crop_pct"],
+        config["mean"],
+        config["std"],
+        config["interpolation"],
+        config.get("crop_mode") or "center",
+    )
 
 
 def labels_of(module: torch.nn.Module) -> list[str]:
     """Class names: ImageNet-1k's, timm's ImageNet subset descriptions, or "class <i>"."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
-    if module.num_classes == 1000:
+    classes = int(getattr(module, "num_classes", 0))  # timm classifiers declare their class count
+    if classes == 1000:
         return imagenet_labels()
     subset = infer_imagenet_subset(module)
     if subset:
         return list(ImageNetInfo(subset).label_descriptions())
-    return [f"class {i}" for i in range(module.num_classes)]
+    return [f"class {i}" for i in range(classes)]
 
 
 def load_timm(name: str) -> tuple[torch.nn.Module, Preprocessing, list[str]]:

@@ -8,8 +8,17 @@ from .downloads import checkpoint_path, fetch_checkpoint
 from .errors import ModelError
 from .preprocessing import Preprocessing
 
-CURATED = ("resnet18", "resnet50", "vgg16", "alexnet", "densenet121", "mobilenet_v3_large",
-           "efficientnet_b0", "convnext_tiny", "googlenet")
+CURATED = (
+    "resnet18",
+    "resnet50",
+    "vgg16",
+    "alexnet",
+    "densenet121",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "convnext_tiny",
+    "googlenet",
+)
 
 
 def architectures() -> list[str]:
@@ -38,8 +47,11 @@ def describe(name: str) -> tuple[str, tuple[int, int]]:
     weights = default_weights(name)
     top1 = weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
     size = weights.meta.get("_file_size")
-    details = ", ".join(part for part in (f"ImageNet top-1 {top1:.1f}%" if top1 else "",
-                                          f"{size:.0f} MB download" if size else "") if part)
+    details = ", ".join(
+        part
+        for part in (f"ImageNet top-1 {top1:.1f}%" if top1 else "", f"{size:.0f} MB download" if size else "")
+        if part
+    )
     return f"{name} (torchvision {weights.name}; {details})", preprocessing_of(weights).crop_size
 
 
@@ -47,8 +59,13 @@ def preprocessing_of(weights) -> Preprocessing:
     """The weights' own transforms() parameters, as a PIL Preprocessing."""
     transform = weights.transforms()
     crop = transform.crop_size[0]
-    return Preprocessing(transform.resize_size[0], (crop, crop), tuple(transform.mean), tuple(transform.std),
-                         transform.interpolation.value)
+    return Preprocessing(
+        transform.resize_size[0],
+        (crop, crop),
+        tuple(transform.mean),
+        tuple(transform.std),
+        transform.interpolation.value,
+    )
 
 
 def load_torchvision(name: str) -> tuple[torch.nn.Module, Preprocessing, list[str]]:
@@ -66,6 +83,5 @@ def build_architecture(name: str, num_classes: int) -> torch.nn.Module:
     import torchvision
 
     if name not in architectures():
-        raise ModelError(f"Unknown torchvision architecture {name!r}; choose one of: "
-                         f"{', '.join(architectures())}.")
+        raise ModelError(f"Unknown torchvision architecture {name!r}; choose one of: {', '.join(architectures())}.")
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)

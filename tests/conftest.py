@@ -1,4 +1,5 @@
 """Test setup: import the project from the repository root and the test helpers from tests/."""
+
 import os
 import sys
 from pathlib import Path

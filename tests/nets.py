@@ -1,4 +1,5 @@
 """Small networks whose explanations are known in closed form."""
+
 from __future__ import annotations
 
 import torch

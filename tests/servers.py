@@ -1,9 +1,10 @@
 """Local servers for the tests that talk to the app over HTTP (127.0.0.1 only)."""
+
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 def free_port() -> int:

@@ -9,20 +9,25 @@ import base64
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+from results_page import read_results  # noqa: E402
+from servers import running_app  # noqa: E402
 
 import app  # noqa: E402
 import explainers  # noqa: E402
 import models  # noqa: E402
-from servers import running_app  # noqa: E402
+from explainers import export  # noqa: E402
+from webapp import budget, choices, config, errors, faithfulness, handlers, results_view, state, values  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITE = ROOT / "assets" / "cat_and_coffee.jpg"
@@ -31,14 +36,14 @@ FAST = ["gradcam", "layercam"]
 
 @pytest.fixture(scope="module")
 def classifier() -> models.Classifier:
-    return app.get_model(app.DEFAULT_MODEL)
+    return models.load(config.DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")
-def result(classifier) -> app.Result:
+def result(classifier) -> state.Result:
     """One real run: top-2 classes plus "espresso", two fast methods."""
-    outputs = app.explain_image(str(COMPOSITE), methods=FAST, top_k=2, classes=["espresso"])
-    assert len(outputs) == len(app.explain_outputs_order())
+    outputs = handlers.explain_image(str(COMPOSITE), methods=FAST, top_k=2, classes=["espresso"])
+    assert len(outputs) == len(handlers.explain_outputs_order())
     return outputs[-1]
 
 
@@ -50,7 +55,7 @@ def _payload(path: Path, name: str | None = None) -> dict:
 
 
 def test_assets_are_small_licensed_images():
-    files = app.example_files()
+    files = choices.example_files()
     assert len(files) >= 5
     assert files[0].name == "cat_and_coffee.jpg"  # the two-object example comes first
     licences = (ROOT / "assets" / "LICENSES.md").read_text()
@@ -67,69 +72,122 @@ def test_assets_are_small_licensed_images():
 
 
 def test_load_image_accepts_payloads_paths_and_data_urls(tmp_path):
-    assert app.load_image(_payload(COMPOSITE)).mode == "RGB"
-    assert app.load_image(str(COMPOSITE)).size == (640, 640)
+    assert values.load_image(_payload(COMPOSITE)).mode == "RGB"
+    assert values.load_image(str(COMPOSITE)).size == (640, 640)
     buffer = io.BytesIO()
     Image.new("RGBA", (8, 6), (255, 0, 0, 0)).save(buffer, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    flat = app.load_image({"path": None, "url": url, "orig_name": "pasted.png"})
+    flat = values.load_image({"path": None, "url": url, "orig_name": "pasted.png"})
     assert flat.size == (8, 6) and flat.getpixel((0, 0)) == (255, 255, 255)  # transparent -> white
 
 
 def test_load_image_errors_are_for_people(tmp_path, monkeypatch):
-    with pytest.raises(app.UserError, match="Please give an image"):
-        app.load_image(None)
+    with pytest.raises(errors.UserError, match="Please give an image"):
+        values.load_image(None)
     text = tmp_path / "notes.jpg"
     text.write_text("not a picture")
-    with pytest.raises(app.UserError, match="“notes.jpg” is not an image"):
-        app.load_image(_payload(text))
+    with pytest.raises(errors.UserError, match="“notes.jpg” is not an image"):
+        values.load_image(_payload(text))
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(COMPOSITE.read_bytes()[:2000])
-    with pytest.raises(app.UserError, match="damaged"):
-        app.load_image(_payload(cut))
-    monkeypatch.setattr(app.models.images, "MAX_PIXELS", 100)
+    with pytest.raises(errors.UserError, match="damaged"):
+        values.load_image(_payload(cut))
+    monkeypatch.setattr(models.images, "MAX_PIXELS", 100)
     big = tmp_path / "big.png"
     Image.new("RGB", (20, 10)).save(big)
-    with pytest.raises(app.UserError, match=r"20×10 pixels.*limit"):
-        app.load_image(_payload(big))
+    with pytest.raises(errors.UserError, match=r"20×10 pixels.*limit"):
+        values.load_image(_payload(big))
+
+
+def test_rather_than_adds_a_contrast_row_beside_each_class(classifier):
+    view, _, archive, status, _, result = handlers.explain_image(
+        str(COMPOSITE), methods=FAST, top_k=1, classes=["281: tabby", "967: espresso"], rather_than="967: espresso"
+    )
+    top = result.predictions[0][0]
+    contrast = explainers.Contrast(281, 967)
+    expected = [top, explainers.Contrast(top, 967)] if top not in (281, 967) else []
+    assert result.targets == [*expected, 281, contrast, 967]  # no "espresso rather than espresso"
+    table = read_results(view)
+    headers = [row.header for row in table.rows]
+    assert headers[-2].startswith("tabby rather than espresso") and "classes 281 − 967" in headers[-2]
+    assert headers[-2].endswith("% of the pair")
+    assert all(len(row.tiles) == len(FAST) + 1 for row in table.rows)
+    own, against = result.tiles[("gradcam", 281)], result.tiles[("gradcam", contrast)]
+    assert not np.allclose(own.raw, against.raw)  # y_tabby - y_espresso, not y_tabby
+    probabilities = dict((c, p) for c, _, p in result.predictions)
+    tabby, espresso = probabilities[281], probabilities.get(967)
+    if espresso is not None:
+        assert against.probability == pytest.approx(tabby / (tabby + espresso), rel=1e-3)
+    with zipfile.ZipFile(archive) as zf:
+        info = json.loads(zf.read("cat_and_coffee.json"))
+        assert "cat_and_coffee_gradcam_contrast-281-967-tabby_rather_than_espresso.png" in zf.namelist()
+    row = info["targets"][result.targets.index(contrast)]
+    assert (row["target"], row["label"], row["kind"], row["classes"]) == (
+        "contrast-281-967",
+        "tabby rather than espresso",
+        "contrast",
+        [281, 967],
+    )
+    with pytest.raises(gr.Error, match="Unknown class 'zzzz'"):
+        handlers.explain_image(str(COMPOSITE), methods=FAST, top_k=1, rather_than="zzzz")
 
 
 # ---------------------------------------------------------------------------- choices
 
 
+def test_layer_labels_show_token_layouts_and_the_default_reason():
+    from token_nets import tiny_swin, tiny_vit
+
+    vit = models.Classifier(
+        "vit", tiny_vit(), [f"class {i}" for i in range(10)], models.Preprocessing(96, (96, 96)), "cpu"
+    )
+    labels = dict((value, label) for label, value in choices.layer_choices(vit))
+    assert labels["blocks.1.norm1"] == "blocks.1.norm1 — 48×6×6 (tokens, 1 prefix)"
+    assert "first norm" in choices.layer_info(vit)
+    swin = models.Classifier(
+        "swin", tiny_swin(), [f"class {i}" for i in range(10)], models.Preprocessing(64, (64, 64)), "cpu"
+    )
+    labels = dict((value, label) for label, value in choices.layer_choices(swin))
+    assert labels[swin.default_layer] == "layers.1.blocks.1.norm2 — 48×8×8 (tokens)"
+
+
 def test_choices_describe_models_layers_methods(classifier):
-    models_ = dict((value, label) for label, value in app.model_choices())
-    assert models_[app.DEFAULT_MODEL] == app.DEFAULT_MODEL
+    models_ = dict((value, label) for label, value in choices.model_choices())
+    assert models_[config.DEFAULT_MODEL] == config.DEFAULT_MODEL
     for info in models.available_models():
         if not info.ready:
             assert "downloads" in models_[info.name]
-    layers = dict((value, label) for label, value in app.layer_choices(classifier))
+    layers = dict((value, label) for label, value in choices.layer_choices(classifier))
     shape = next(layer.shape for layer in classifier.layers if layer.name == classifier.default_layer)
     assert layers[classifier.default_layer] == f"{classifier.default_layer} — " + "×".join(map(str, shape))
-    assert app.class_choices(classifier)[281] == "281: " + classifier.labels[281]
+    assert "before pooling" in choices.layer_info(classifier)
+    assert choices.class_choices(classifier)[281] == "281: " + classifier.labels[281]
 
     available = {name: None for name in explainers.METHODS}
     available["cam"] = "needs a global-average-pooling + linear head"
-    labels = dict((value, label) for label, value in app.method_choices(available))
+    labels = dict((value, label) for label, value in choices.method_choices(available))
     assert labels["cam"].endswith("(n/a)")
     assert all(("slow" in labels[m]) == info.slow for m, info in explainers.METHODS.items())
-    assert "needs a global-average-pooling" in app.availability_note(available)
-    assert app.availability_note({m: None for m in explainers.METHODS}) == ""
-    assert app.default_methods(available) and "cam" not in app.default_methods(available)
-    help_text = app.methods_help()
-    assert all(info.title in help_text and info.paper in help_text
-               for info in explainers.METHODS.values())
+    assert "needs a global-average-pooling" in choices.availability_note(available)
+    assert choices.availability_note({m: None for m in explainers.METHODS}) == ""
+    assert choices.default_methods(available) and "cam" not in choices.default_methods(available)
+    help_text = choices.methods_help()
+    assert all(info.title in help_text and info.paper in help_text for info in explainers.METHODS.values())
 
 
 def test_parse_classes(classifier):
-    assert app.parse_classes(classifier, ["281: tabby", "281", 967]) == [281, 967]
+    assert values.parse_classes(classifier, ["281: tabby", "281", 967]) == [281, 967]
     espresso = classifier.search_classes("espresso", limit=1)[0][0]
-    assert app.parse_classes(classifier, "espresso, 1") == [espresso, 1]
-    assert app.parse_classes(classifier, None) == []
-    with pytest.raises(app.UserError, match="does not exist"):
-        app.parse_classes(classifier, ["5000"])
-    with pytest.raises(app.UserError, match="No class"):
-        app.parse_classes(classifier, ["qwertyuiop"])
+    assert values.parse_classes(classifier, "espresso, 1") == [espresso, 1]
+    assert values.parse_classes(classifier, None) == []
+    with pytest.raises(errors.UserError, match="Class 5000 is out of range"):
+        values.parse_classes(classifier, ["5000"])
+    with pytest.raises(errors.UserError, match="Unknown class 'qwertyuiop'"):
+        values.parse_classes(classifier, ["qwertyuiop"])
+    with pytest.raises(errors.UserError, match="Ambiguous class 'cat': .*282 tiger cat"):
+        values.parse_classes(classifier, "cat")  # the CLI's parser: same answer, same words
+    with pytest.raises(errors.UserError, match="at most 10"):
+        values.parse_classes(classifier, list(range(11)))
 
 
 # ---------------------------------------------------------------------------- explain + render
@@ -144,54 +202,71 @@ def test_explain_image_returns_grid_predictions_and_archive(result, classifier):
     assert tile.map.shape == classifier.input_size and 0 <= tile.map.min() <= tile.map.max() <= 1
     assert result.crop.size == classifier.input_size[::-1]
 
-    gallery, grid, archive = app._present(result, "viridis", 0.4, False)
-    assert len(gallery) == 3 * (len(FAST) + 1)  # each row: the input, then one tile per method
-    captions = [caption for _, caption in gallery]
-    assert captions[0].startswith("Input · ")
-    assert captions[1].startswith("Grad-CAM · " + result.labels[result.targets[0]])
-    assert captions[2].startswith("LayerCAM · ") and captions[2].endswith(" s")
-    assert "%" in captions[1]
+    view, grid, archive = results_view.present(result, "viridis", 0.4, False)
+    table = read_results(view)
+    assert table.columns == ["class", "input", "Grad-CAM", "LayerCAM"]  # labels outside the maps
+    assert [row.header.split("class")[0] for row in table.rows] == [result.labels[t] for t in result.targets]
+    assert all("%" in row.header for row in table.rows)  # class and probability head each row
+    for row in table.rows:
+        assert len(row.tiles) == 1 + len(FAST) and row.tiles[0] == table.rows[0].tiles[0]
+        assert all(path.is_file() for path in row.tiles) and len(row.times) == len(FAST)
+        assert all(t.endswith(" s") for t in row.times)
+        with Image.open(row.tiles[1]) as im:
+            assert im.size == classifier.input_size[::-1]
     with Image.open(grid) as im:
         assert im.width > 3 * classifier.input_size[1]
 
+    assert Path(archive).name == "cat_and_coffee-efficientnet_lite0-explained.zip"
     with zipfile.ZipFile(archive) as zf:
         names = set(zf.namelist())
-        assert {"input.png", "grid.png", "maps.npz", "predictions.json"} <= names
-        assert sum(n.startswith("overlays/") and n.endswith(".png") for n in names) == 6
-        info = json.loads(zf.read("predictions.json"))
-        maps = np.load(io.BytesIO(zf.read("maps.npz")))
-    assert info["model"] == app.DEFAULT_MODEL and len(info["maps"]) == 6
-    assert info["explained_classes"] == result.targets
-    assert len(info["top_predictions"]) >= 5
-    np.testing.assert_array_equal(maps[f"gradcam__{espresso}__raw"], tile.raw)
+        overlays = {
+            f"cat_and_coffee_{m}_{t}-{result.labels[t].replace(' ', '_')}{suffix}"
+            for m in FAST
+            for t in result.targets
+            for suffix in (".png", "_photo.jpg")
+        }
+        assert (
+            names
+            == {"cat_and_coffee_input.png", "cat_and_coffee_grid.png", "cat_and_coffee_maps.npz", "cat_and_coffee.json"}
+            | overlays
+        )
+        info = json.loads(zf.read("cat_and_coffee.json"))
+        maps = np.load(io.BytesIO(zf.read("cat_and_coffee_maps.npz")))
+        with Image.open(io.BytesIO(zf.read(info["maps"][0]["photo_file"]))) as photo:
+            assert photo.size == (640, 640)  # the whole uploaded photo, at its resolution
+    assert info["model"] == config.DEFAULT_MODEL and len(info["maps"]) == 6
+    assert [t["class"] for t in info["targets"]] == result.targets
+    assert len(info["predictions"]) >= 5 and info["image"] == "cat_and_coffee.jpg"
+    np.testing.assert_array_equal(maps[f"gradcam/{espresso}/raw"], tile.raw)
 
-    label = app.predictions_label(result)
+    label = results_view.predictions_label(result)
     assert len(label) >= 5 and abs(sum(label.values()) - sum(p for *_, p in result.predictions)) < 1e-6
-    assert "maps" in app.status_line(result) and "computed at" in app.status_line(result)
+    assert "maps" in results_view.status_line(result) and "computed at" in results_view.status_line(result)
 
 
 def test_rerender_does_not_run_the_engine(result):
-    calls = app.ENGINE_CALLS
-    faint = app.rerender(result, "jet", 0.1, False)
-    strong = app.rerender(result, "jet", 0.9, True)
-    assert app.ENGINE_CALLS == calls
-    with Image.open(faint[0][1][0]) as a, Image.open(strong[0][1][0]) as b:
+    calls = state.ENGINE_CALLS
+    faint = handlers.rerender(result, "jet", 0.1, False)
+    strong = handlers.rerender(result, "jet", 0.9, True)
+    assert state.ENGINE_CALLS == calls
+    faint_tile, strong_tile = (read_results(out[0]).rows[0].tiles[1] for out in (faint, strong))
+    with Image.open(faint_tile) as a, Image.open(strong_tile) as b:
         assert np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() > 5
-    gallery, grid, download, prepare = strong
+    view, grid, download, prepare = strong
     assert download.value is None and prepare.visible  # no zip written for a re-render
-    archive, hidden = app.prepare_download(result)  # built on request, in the new colours
+    archive, hidden = handlers.prepare_download(result)  # built on request, in the new colours
     with zipfile.ZipFile(archive) as zf:
-        info = json.loads(zf.read("predictions.json"))
-        assert zf.read(info["maps"][0]["overlay"]) == Path(strong[0][1][0]).read_bytes()
-    assert info["display"] == {"colormap": "jet", "opacity": 0.9, "shared_scale": True}
-    assert not hidden.visible and app.ENGINE_CALLS == calls
-    skipped = app.rerender(None, "jet", 0.5, False)
+        info = json.loads(zf.read("cat_and_coffee.json"))
+        assert zf.read(info["maps"][0]["file"]) == strong_tile.read_bytes()
+    assert (info["colormap"], info["opacity"], info["shared_scale"]) == ("jet", 0.9, True)
+    assert not hidden.visible and state.ENGINE_CALLS == calls
+    skipped = handlers.rerender(None, "jet", 0.5, False)
     assert len(skipped) == 4
 
 
 def test_shared_scale_is_per_method(result):
-    own = app._display_maps(result, shared=False)
-    shared = app._display_maps(result, shared=True)
+    own = export.display_maps(result.explained(), shared=False)
+    shared = export.display_maps(result.explained(), shared=True)
     for method in result.methods:
         peak = max(float(shared[(method, t)].max()) for t in result.targets)
         assert peak == pytest.approx(1.0, abs=1e-5)
@@ -200,38 +275,44 @@ def test_shared_scale_is_per_method(result):
 
 def test_errors_are_messages_not_tracebacks(tmp_path, monkeypatch):
     with pytest.raises(gr.Error, match="Please tick at least one method"):
-        app.explain_image(str(COMPOSITE), methods=[])
+        handlers.explain_image(str(COMPOSITE), methods=[])
     with pytest.raises(gr.Error, match="Please give an image"):
-        app.explain_image(None, methods=FAST)
+        handlers.explain_image(None, methods=FAST)
     with pytest.raises(gr.Error, match="no layer “nope”"):
-        app.explain_image(str(COMPOSITE), layer="nope", methods=FAST)
+        handlers.explain_image(str(COMPOSITE), layer="nope", methods=FAST)
     with pytest.raises(gr.Error, match="Nothing to explain"):
-        app.explain_image(str(COMPOSITE), methods=FAST, top_k=0)
+        handlers.explain_image(str(COMPOSITE), methods=FAST, top_k=0)
     with pytest.raises(gr.Error, match="Unknown method"):
-        app.explain_image(str(COMPOSITE), methods=["magic"])
+        handlers.explain_image(str(COMPOSITE), methods=["magic"])
     text = tmp_path / "a.txt"
     text.write_text("hello")
     with pytest.raises(gr.Error, match="not an image"):
-        app.explain_image(str(text), methods=FAST)
+        handlers.explain_image(str(text), methods=FAST)
 
     def offline(name, device=None):
-        raise models.ModelNotAvailableError("resnet50 needs resnet50-11ad3fa6.pth: place it in "
-                                            "~/.cache/torch/hub/checkpoints/")
+        raise models.ModelNotAvailableError(
+            "resnet50 needs resnet50-11ad3fa6.pth: place it in ~/.cache/torch/hub/checkpoints/"
+        )
 
-    monkeypatch.setattr(app.models, "load", offline)
-    for attempt in (lambda: app.explain_image(str(COMPOSITE), model="resnet50-not-loaded",
-                                              methods=FAST),
-                    lambda: app.on_model_change("resnet50-not-loaded")):
-        with pytest.raises(gr.Error, match="not installed on this server") as info:
-            attempt()
-        assert "cache" not in str(info.value) and "place it" not in str(info.value)
+    monkeypatch.setattr(models, "load", offline)
+    with pytest.raises(gr.Error, match="not installed on this server") as info:
+        handlers.explain_image(str(COMPOSITE), model="resnet50-not-loaded", methods=FAST)
+    assert "cache" not in str(info.value) and "place it" not in str(info.value)
+    model, *unchanged, model_note, loaded = handlers.on_model_change(
+        "resnet50-not-loaded", config.DEFAULT_MODEL, FAST, ["967: espresso"]
+    )
+    assert model.value == loaded == config.DEFAULT_MODEL  # the previous model stays selected
+    assert all(update == gr.skip() for update in unchanged)  # nothing else changes
+    assert "not installed on this server" in model_note and "Still using" in model_note
+    assert "cache" not in model_note and "/" not in model_note
+    monkeypatch.undo()
 
     def broken(*args, **kwargs):
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(app, "compute", broken)
+    monkeypatch.setattr(state, "compute", broken)
     with pytest.raises(gr.Error) as info:
-        app.explain_image(str(COMPOSITE), methods=FAST)
+        handlers.explain_image(str(COMPOSITE), methods=FAST)
     assert "internal detail" not in str(info.value) and "unexpected" in str(info.value)
 
 
@@ -243,39 +324,49 @@ def test_unavailable_and_non_counterfactual_methods_are_skipped(monkeypatch, cla
         reasons["gradcam"] = "pretend it does not fit"
         return reasons
 
-    monkeypatch.setattr(app.explainers, "availability", fake)
-    with pytest.warns(UserWarning, match="pretend it does not fit"):
-        usable = app._usable_methods(classifier, classifier.default_layer, ["gradcam", "layercam"],
-                                     counterfactual=False)
-    assert usable == ["layercam"]
-    with pytest.raises(app.UserError, match="None of the chosen methods"):
-        app._usable_methods(classifier, classifier.default_layer, ["gradcam"], False)
+    monkeypatch.setattr(explainers, "availability", fake)
+    usable, skipped = handlers.usable_methods(
+        classifier, classifier.default_layer, ["gradcam", "layercam"], counterfactual=False
+    )
+    assert usable == ["layercam"] and skipped == ["Grad-CAM (pretend it does not fit)"]
+    result = handlers.explain_image(str(COMPOSITE), methods=["gradcam", "layercam"], top_k=1)
+    assert read_results(result[0]).notes == ["Skipped: Grad-CAM (pretend it does not fit)."]
+    with pytest.raises(errors.UserError, match="None of the chosen methods"):
+        handlers.usable_methods(classifier, classifier.default_layer, ["gradcam"], False)
     no_cf = [m for m, info in explainers.METHODS.items() if not info.counterfactual]
     if no_cf:
-        with pytest.warns(UserWarning, match="why not"):
-            kept = app._usable_methods(classifier, classifier.default_layer,
-                                       ["layercam", no_cf[0]], counterfactual=True)
-        assert kept == ["layercam"]
+        kept, skipped = handlers.usable_methods(
+            classifier, classifier.default_layer, ["layercam", no_cf[0]], counterfactual=True
+        )
+        assert kept == ["layercam"] and "why not" in skipped[0]
 
 
 def test_model_and_layer_handlers_rebuild_the_controls(classifier):
-    layer, methods, classes, note = app.on_model_change(app.DEFAULT_MODEL)
+    model, layer, methods, classes, note, model_note, loaded = handlers.on_model_change(
+        config.DEFAULT_MODEL, config.DEFAULT_MODEL, ["layercam", "magic"], ["967: espresso", "281: not a tabby"]
+    )
+    assert model == gr.skip() and loaded == config.DEFAULT_MODEL and model_note == ""
     assert layer.value == classifier.default_layer
     assert len(layer.choices) == len(classifier.layers)
-    assert set(methods.value) <= set(explainers.METHODS) and methods.value
-    assert len(classes.choices) == classifier.num_classes and classes.value == []
-    methods2, note2 = app.on_layer_change(app.DEFAULT_MODEL, classifier.default_layer,
-                                          ["gradcam", "magic"])
+    assert methods.value == ["layercam"]  # the chosen methods that still apply are kept ...
+    assert len(classes.choices) == classifier.num_classes
+    assert classes.value == ["967: espresso"]  # ... and the typed classes the model has
+    _, _, defaults, none, *_ = handlers.on_model_change(config.DEFAULT_MODEL, None, None, None)
+    assert (
+        defaults.value == choices.default_methods(choices.method_availability(classifier, classifier.default_layer))
+        and none.value == []
+    )
+    methods2, note2 = handlers.on_layer_change(config.DEFAULT_MODEL, classifier.default_layer, ["gradcam", "magic"])
     assert methods2.value == ["gradcam"]
     assert isinstance(note2, str)
 
 
 def test_counterfactual_run(classifier):
     cf = [m for m in FAST if explainers.METHODS[m].counterfactual]
-    outputs = app.explain_image(str(COMPOSITE), methods=cf, top_k=1, counterfactual=True)
+    outputs = handlers.explain_image(str(COMPOSITE), methods=cf, top_k=1, counterfactual=True)
     result = outputs[-1]
     assert result.counterfactual and all(t.counterfactual for t in result.tiles.values())
-    assert "(why not)" in outputs[0][1][1]
+    assert read_results(outputs[0]).columns[2:] == [explainers.METHODS[m].title + " why not" for m in cf]
 
 
 def test_main_parses_flags(monkeypatch):
@@ -308,13 +399,15 @@ def test_api_explain_with_gradio_client(server_url):
     from gradio_client import Client, handle_file
 
     client = Client(server_url, verbose=False)
-    tiles, predictions, archive, status, grid = client.predict(
-        image=handle_file(str(COMPOSITE)), methods=FAST, top_k=2, classes=["espresso"],
-        api_name="/explain")
-    assert len(tiles) == 3 * (len(FAST) + 1)
-    assert tiles[1]["caption"].startswith("Grad-CAM · ") and Path(tiles[1]["image"]).is_file()
+    view, predictions, archive, status, grid = client.predict(
+        image=handle_file(str(COMPOSITE)), methods=FAST, top_k=2, classes=["espresso"], api_name="/explain"
+    )
+    table = read_results(view)
+    assert len(table.rows) == 3 and all(len(row.tiles) == len(FAST) + 1 for row in table.rows)
     assert predictions["label"] and len(predictions["confidences"]) >= 5
-    assert predictions["confidences"][0]["label"] in tiles[1]["caption"]
+    assert table.rows[0].header.startswith(predictions["confidences"][0]["label"])
+    tile = httpx.get(server_url + "gradio_api/file=" + str(table.rows[0].tiles[1]), timeout=30)
+    assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
     assert zipfile.is_zipfile(archive) and Path(grid).is_file()
     assert "6 maps" in status
 
@@ -322,15 +415,45 @@ def test_api_explain_with_gradio_client(server_url):
         client.predict(image=handle_file(str(COMPOSITE)), methods=[], api_name="/explain")
 
 
-def test_an_empty_map_says_so_in_its_caption():
+def test_an_empty_or_near_empty_map_says_so_in_its_caption():
     from types import SimpleNamespace
 
-    empty = app.Tile("scorecam", 1, np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32), 0.5, 0.1, True)
+    empty = state.Tile("scorecam", 1, np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32), 0.5, 0.1, True)
     result = SimpleNamespace(labels={1: "goldfish"})
-    assert app.tile_caption(result, empty) == (
-        "Score-CAM (why not) · goldfish · 50.0% · 0.10 s · no evidence found (empty map)")
-    full = app.Tile("gradcam", 1, np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), 0.5, 0.1, False)
-    assert app.tile_caption(result, full) == "Grad-CAM · goldfish · 50.0% · 0.10 s"
+    assert results_view.tile_caption(result, empty) == (
+        "Score-CAM (why not) · goldfish · 50.0% · 0.10 s · no evidence found (empty map)"
+    )
+    full = state.Tile("gradcam", 1, np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), 0.5, 0.1, False)
+    assert results_view.tile_caption(result, full) == "Grad-CAM · goldfish · 50.0% · 0.10 s"
+    faint = np.zeros((40, 50), np.float32)
+    faint[0, :10] = 0.3  # positive on 0.5 % of the pixels
+    near_empty = state.Tile("gradcam", 1, faint, faint, 0.5, 0.1, True)
+    assert results_view.tile_caption(result, near_empty) == (
+        "Grad-CAM (why not) · goldfish · 50.0% · 0.10 s · almost no evidence: positive on 0.5 % of pixels"
+    )
+
+
+def test_a_tile_says_how_many_masks_rise_drew(classifier, monkeypatch):
+    import functools
+    from types import SimpleNamespace
+
+    tile = state.Tile(
+        "rise", 1, np.ones((4, 4), np.float32), np.ones((4, 4), np.float32), 0.5, 0.1, False, {"masks": 1000}
+    )
+    result = SimpleNamespace(labels={1: "goldfish"})
+    assert results_view.tile_caption(result, tile) == "RISE · goldfish · 50.0% · 0.10 s · 1000 masks"
+    few_masks = functools.partial(explainers.explain, options=explainers.Options(rise_masks=16))
+    monkeypatch.setattr(state.explainers, "explain", few_masks)
+    computed = state.compute(Image.open(COMPOSITE), config.DEFAULT_MODEL, None, ["rise"], 0, [281], False)
+    assert computed.tiles[("rise", 281)].settings == {"masks": 16}  # the engine's, carried over
+
+
+def test_the_budget_costs_rise_on_the_models_device(classifier):
+    from types import SimpleNamespace
+
+    on = {device: SimpleNamespace(layers=classifier.layers, device=device) for device in ("cpu", "cuda")}
+    cpu, cuda = (budget.layer_passes(on[d], classifier.default_layer, ["rise"], 1) for d in ("cpu", "cuda"))
+    assert cuda > 7 * cpu  # 8000 masks on a GPU, 1000 on the CPU
 
 
 # ---------------------------------------------------------------------------- faithfulness panel
@@ -338,18 +461,18 @@ def test_an_empty_map_says_so_in_its_caption():
 
 @pytest.fixture(scope="module")
 def faithfulness_result():
-    return app.compute(Image.open(COMPOSITE), app.DEFAULT_MODEL, None, ["gradcam", "gradient"], 2, [], False)
+    return state.compute(Image.open(COMPOSITE), config.DEFAULT_MODEL, None, ["gradcam", "gradient"], 2, [], False)
 
 
 def test_faithfulness_panel_measures_every_map(faithfulness_result):
     from matplotlib.figure import Figure
 
-    figure, table = app.measure_faithfulness(faithfulness_result)
+    figure, table = faithfulness.measure_faithfulness(faithfulness_result)
     assert isinstance(figure, Figure) and len(figure.axes) == 2  # one panel per method family
     rows = table.value["data"]
     assert [(r[0], r[1]) for r in rows] == [
-        (m, faithfulness_result.labels[t]) for t in faithfulness_result.targets
-        for m in ("Grad-CAM", "Gradient")]
+        (m, faithfulness_result.labels[t]) for t in faithfulness_result.targets for m in ("Grad-CAM", "Gradient")
+    ]
     for _, _, deletion, insertion, drop, increase in rows:
         assert 0 <= deletion <= 1 and 0 <= insertion <= 1 and 0 <= drop <= 100
         assert increase in ("yes", "no")
@@ -357,18 +480,70 @@ def test_faithfulness_panel_measures_every_map(faithfulness_result):
     assert gradcam_top[2] < gradcam_top[3]  # a faithful map: deletion falls before insertion rises
 
 
-def test_sanity_check_of_gradcam_passes_and_needs_a_result(faithfulness_result):
-    figure, note = app.sanity_check(faithfulness_result, "gradcam")
-    assert note.startswith("**Grad-CAM passes the sanity check**")
-    assert len(figure.axes) == 1
+def test_sanity_check_of_gradcam_judges_it_against_controls_and_needs_a_result(faithfulness_result):
+    classifier = models.load(config.DEFAULT_MODEL)
+    references = faithfulness.reference_images(classifier, faithfulness_result.inputs)
+    assert len(references) == len(choices.example_files()) - 1  # the input itself is left out
+    figure, note = faithfulness.sanity_check(faithfulness_result, "gradcam")
+    assert re.match(r"\*\*Grad-CAM (passes|fails) the sanity check", note), note
+    assert f"{len(references)} example images" in note and "fails above" not in note
+    control_rows = [line for line in note.splitlines() if line.startswith("| control:")]
+    assert len(control_rows) == 3 and not any("n/a" in row for row in note.splitlines())
+    assert "| image dependence: trained maps of different images" in note
+    (ax,) = figure.axes
+    assert [line.get_label() for line in ax.lines] == ["Grad-CAM", "Grad-CAM: largest control"]
     with pytest.raises(gr.Error, match="Explain an image first"):
-        app.sanity_check(None, "gradcam")
+        faithfulness.sanity_check(None, "gradcam")
     with pytest.raises(gr.Error, match="methods of the current result"):
-        app.sanity_check(faithfulness_result, "scorecam")
+        faithfulness.sanity_check(faithfulness_result, "scorecam")
 
 
-def test_faithfulness_refuses_counterfactual_results(faithfulness_result):
-    from dataclasses import replace
+def test_why_not_maps_get_the_counterfactual_check():
+    result = state.compute(Image.open(COMPOSITE), config.DEFAULT_MODEL, None, ["gradcam", "layercam"], 1, [], True)
+    figure, table = faithfulness.measure_faithfulness(result)
+    assert figure is None and table.headers == faithfulness.COUNTERFACTUAL_HEADERS
+    rows = table.value["data"]
+    assert [r[0] for r in rows] == ["Grad-CAM", "LayerCAM"]
+    for _, _, region, shifted, verdict in rows:
+        if verdict.startswith("no region"):
+            assert region == shifted == "–"
+        else:
+            assert verdict == ("yes" if region > shifted else "no")
+    assert any(not r[4].startswith("no region") for r in rows)  # LayerCAM's "why not" map has a region
 
-    with pytest.raises(gr.Error, match="Why not"):
-        app.measure_faithfulness(replace(faithfulness_result, counterfactual=True))
+
+# ---------------------------------------------------------------------------- streaming, notes
+
+
+def test_fast_maps_come_first_then_the_slow_ones():
+    outputs = list(handlers.explain_stream(str(COMPOSITE), methods=["gradcam", "smoothgrad"], top_k=1))
+    assert len(outputs) == 2
+    first, final = (read_results(out[0]) for out in outputs)
+    assert first.columns[2:] == ["Grad-CAM"] and "still computing: SmoothGrad" in outputs[0][3]
+    assert final.columns[2:] == ["Grad-CAM", "SmoothGrad"] and "still" not in outputs[1][3]
+    assert outputs[1][-1].methods == ["gradcam", "smoothgrad"]
+    only_fast = list(handlers.explain_stream(str(COMPOSITE), methods=FAST, top_k=1))
+    assert len(only_fast) == 1  # nothing slow: one answer
+
+
+def test_a_tiny_image_is_explained_with_a_note(tmp_path):
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+    view, *_ = handlers.explain_image(str(tiny), methods=["gradcam"], top_k=1)
+    assert any("only 1×1 pixels" in note for note in read_results(view).notes)
+    assert values.tiny_image_note(Image.new("RGB", (32, 32))) == ""
+    assert values.tiny_image_note(Image.new("RGB", (640, 31)))
+
+
+def test_examples_come_with_the_classes_they_are_for():
+    composite = handlers.example_preset({"path": str(COMPOSITE), "orig_name": COMPOSITE.name})
+    assert composite == ["281: tabby", "967: espresso"]
+    assert handlers.example_preset(str(ROOT / "assets" / "cat.jpg")) == gr.skip()
+
+
+def test_the_estimate_speaks_only_for_slow_runs():
+    assert handlers.estimate_note(config.DEFAULT_MODEL, None, FAST, 2, []) == ""
+    note = handlers.estimate_note(config.DEFAULT_MODEL, None, ["scorecam", "gradcam"], 3, [])
+    assert re.search(r"About \*\*\d+ s\*\* for 3 class\(es\) with Score-CAM", note)
+    with_contrasts = handlers.estimate_note(config.DEFAULT_MODEL, None, ["scorecam"], 3, [], "967")
+    assert "3 class(es) and their contrasts" in with_contrasts

@@ -1,4 +1,5 @@
 """PGD adversarial images: the budget is never exceeded, targets are reached, inputs are untouched."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,8 +75,7 @@ def test_a_budget_below_the_known_minimum_cannot_reach_the_target() -> None:
     target = (original + 1) % 3
     need = levels_needed(model, pixels[0], target)
     assert need > 2, "the test image must need a real perturbation"
-    result = pgd(model, pixels, MEAN, STD, epsilon=np.floor(need * 0.8), target=target, steps=60,
-                 step_size=1)
+    result = pgd(model, pixels, MEAN, STD, epsilon=np.floor(need * 0.8), target=target, steps=60, step_size=1)
     assert result.success == [False]
     assert result.linf_levels[0] <= np.floor(need * 0.8)
 

@@ -1,8 +1,11 @@
-"""The app in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+"""The app in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright,
+at desktop (1400x1000) and phone (390x844) size.
 
-Uploads an image, picks two methods and the top-2 classes, runs, checks the tiles and the
-predictions, checks that changing the opacity re-renders without re-running the engine, and
-that files which are not images give a readable message. Screenshots go to artifacts/.
+Checks the results view from the page's layout (tiles at least 224 px wide, labels outside the
+maps, one row per class with the input at its head, sideways scrolling instead of wrapping),
+re-rendering without the engine, the examples' preset classes, a model that cannot be loaded,
+model changes that keep the choices, the tiny-image warning, the estimate and the Stop button,
+and readable messages for files that are not images. Screenshots go to artifacts/.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 from servers import running_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 COMPOSITE = ROOT / "assets" / "cat_and_coffee.jpg"
+SIZES = {"desktop": (1400, 1000), "phone": (390, 844)}
+TILE = "#results img.tile"
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
-    reason=f"{CHROMIUM} is missing (install Debian's chromium: apt-get install -y chromium)")
+    reason=f"{CHROMIUM} is missing (install Debian's chromium: apt-get install -y chromium)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +39,7 @@ def server():
     import app
 
     with running_app(app.build_app()) as url:
-        yield app, url
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +47,41 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         yield chromium
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def _open(browser, server, size: str):
+    width, height = SIZES[size]
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(server[1])
+    page.goto(server)
     page.wait_for_selector("#run")
+    return context, page
+
+
+@pytest.fixture(params=list(SIZES))
+def page(request, browser, server):
+    context, page = _open(browser, server, request.param)
+    page.size_name = request.param
     yield page
     context.close()
+
+
+@pytest.fixture
+def desktop(browser, server):
+    context, page = _open(browser, server, "desktop")
+    page.size_name = "desktop"
+    yield page
+    context.close()
+
+
+def _shot(page, name: str, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"app_{name}_{page.size_name}.png"), full_page=full_page)
 
 
 def _toasts(page) -> str:
@@ -72,43 +99,92 @@ def _wait_for_toast(page, pattern: str, timeout_s: float = 20) -> str:
 
 
 def _tile_sources(page) -> list[str]:
-    return [img.get_attribute("src") for img in page.query_selector_all("#results .gallery-item img")]
+    return [img.get_attribute("src") for img in page.query_selector_all(TILE)]
 
 
-def test_explain_two_methods_top2_and_rerender(page, server):
-    app = server[0]
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.set_input_files("#input-image input[type=file]", str(COMPOSITE))
-    page.wait_for_selector("#input-image img")
-
-    # Exactly two methods: Grad-CAM and LayerCAM (untick the other default, Grad-CAM++).
+def _pick_methods(page, wanted: set[str]) -> None:
     for title in ("Grad-CAM", "Grad-CAM++", "LayerCAM"):
         box = page.get_by_label(title, exact=True)
-        if box.is_checked() != (title != "Grad-CAM++"):
+        if box.is_checked() != (title in wanted):
             box.click()
-    assert page.get_by_label("Grad-CAM", exact=True).is_checked()
-    assert page.get_by_label("LayerCAM", exact=True).is_checked()
-    assert not page.get_by_label("Grad-CAM++", exact=True).is_checked()
-    assert page.input_value("#topk input[type=number]") == "2"
 
-    calls = app.ENGINE_CALLS
+
+def _box(element) -> dict:
+    box = element.bounding_box()
+    assert box is not None
+    return box
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"] - 1
+        and b["x"] < a["x"] + a["width"] - 1
+        and a["y"] < b["y"] + b["height"] - 1
+        and b["y"] < a["y"] + a["height"] - 1
+    )
+
+
+def _explain(page, n_tiles: int) -> None:
     page.click("#run")
     page.wait_for_function(
-        "() => document.querySelectorAll('#results .gallery-item').length === 6")
+        f"() => document.querySelectorAll('{TILE}').length === {n_tiles} && "
+        "[...document.querySelectorAll('{TILE}')].every(i => i.complete && i.naturalWidth > 0)".replace("{TILE}", TILE)
+    )
     page.wait_for_selector("#status >> text=computed at")
-    assert app.ENGINE_CALLS == calls + 1
 
-    # Predictions are shown; the two top classes head the tile rows.
-    page.wait_for_selector("#predictions .confidence-set")
+
+def test_results_view_layout_and_rerender(page, server):
+    from webapp import state
+
+    if page.size_name == "desktop":  # the Explain button is above the fold
+        run = _box(page.locator("#run"))
+        assert run["y"] + run["height"] <= SIZES["desktop"][1]
+    page.set_input_files("#input-image input[type=file]", str(COMPOSITE))
+    page.wait_for_selector("#input-image img")
+    _pick_methods(page, {"Grad-CAM", "LayerCAM"})
+    assert page.input_value("#topk input[type=number]") == "2"
+    calls = state.ENGINE_CALLS
+    _explain(page, 6)  # 2 classes x (the input + 2 methods)
+    assert state.ENGINE_CALLS == calls + 1
+
+    heads = page.locator("#results th.method")
+    assert [h.inner_text().strip() for h in heads.all()] == ["input", "Grad-CAM", "LayerCAM"]
+    rows = page.locator("#results tbody tr").all()
     predicted = [el.inner_text() for el in page.query_selector_all("#predictions dt")]
-    assert len(predicted) >= 5
-    captions = [c.inner_text() for c in page.query_selector_all("#results .caption-label")]
-    maps = [c for c in captions if not c.startswith("Input")]
-    assert len(maps) == 4, captions
-    assert [c.split(" · ")[0] for c in maps] == ["Grad-CAM", "LayerCAM"] * 2
-    assert [c.split(" · ")[1] for c in maps] == [predicted[0]] * 2 + [predicted[1]] * 2
-    assert all(re.search(r"\d+\.\d% · \d+\.\d\d s$", c) for c in maps), maps
-    page.screenshot(path=str(ARTIFACTS / "app_result.png"), full_page=True)
+    assert len(rows) == 2 and len(predicted) >= 5
+    labels = []
+    for row, name in zip(rows, predicted):
+        header = row.locator("th.row")
+        assert header.locator(".class-name").inner_text() == name  # the class heads its row
+        assert re.fullmatch(r"\d+\.\d%", header.locator(".chance").inner_text())
+        tiles = row.locator("img.tile").all()
+        assert len(tiles) == 3
+        boxes = [_box(t) for t in tiles]
+        assert all(b["width"] >= 224 and b["height"] >= 224 for b in boxes)  # big maps
+        assert len({round(b["y"]) for b in boxes}) == 1  # one row: no wrapping
+        assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
+        labels += [header, *row.locator(".time").all()]
+        for time_box, tile_box in zip((_box(t) for t in row.locator(".time").all()), boxes[1:]):
+            assert time_box["y"] >= tile_box["y"] + tile_box["height"] - 1  # under its tile
+    tile_boxes = [_box(t) for t in page.locator(TILE).all()]
+    for label in labels + heads.all():  # labels outside the maps
+        assert not any(_overlap(_box(label), tile) for tile in tile_boxes), label.inner_text()
+    for head, tile in zip(heads.all(), tile_boxes[:3]):  # each header over its column
+        h = _box(head)
+        assert h["y"] + h["height"] <= tile["y"] + 1
+        assert abs((h["x"] + h["width"] / 2) - (tile["x"] + tile["width"] / 2)) < 4
+    scroll = page.locator("#results .results-scroll")
+    wide = scroll.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    if page.size_name == "phone":  # sideways scrolling instead of wrapping
+        assert wide[0] > wide[1] and wide[1] <= SIZES["phone"][0]
+        scroll.evaluate("e => e.scrollLeft = e.scrollWidth")
+        page.wait_for_timeout(300)
+        tile_boxes = [_box(t) for t in page.locator(TILE).all()]
+        for label in labels + heads.all():  # scrolled: still no label over a map
+            assert not any(_overlap(_box(label), tile) for tile in tile_boxes), label.inner_text()
+        last = _box(rows[0].locator("img.tile").last)
+        assert last["x"] + last["width"] <= SIZES["phone"][0]  # the last map can be seen whole
+    _shot(page, "result")
 
     # Opacity: re-rendered tiles, same computation (no engine call, same "computed at" stamp).
     stamp = page.inner_text("#status")
@@ -122,24 +198,122 @@ def test_explain_two_methods_top2_and_rerender(page, server):
     assert _tile_sources(page) != before, "the tiles were not re-rendered"
     assert len(_tile_sources(page)) == 6
     assert page.inner_text("#status") == stamp
-    assert app.ENGINE_CALLS == calls + 1
+    assert state.ENGINE_CALLS == calls + 1
 
-    # A re-render writes no zip: the download is prepared on request, in the new colours.
+    # A re-render writes no zip: the download is prepared on request, in the new colours,
+    # named after the image.
     page.wait_for_selector("#prepare-download", state="visible", timeout=30_000)
     assert page.query_selector("#download a[href*='.zip']") is None
     page.click("#prepare-download")
-    page.wait_for_selector("#download a[href*='.zip']", timeout=30_000)
-    page.wait_for_selector("#prepare-download", state="hidden", timeout=30_000)
-    page.screenshot(path=str(ARTIFACTS / "app_rerendered.png"), full_page=True)
-    assert app.ENGINE_CALLS == calls + 1
+    page.wait_for_selector("#download a[href*='cat_and_coffee-efficientnet_lite0-explained.zip']", timeout=30_000)
+    assert state.ENGINE_CALLS == calls + 1
 
-    # Clicking a tile opens it large.
-    page.click("#results .gallery-item:nth-child(2) button")
-    page.wait_for_selector("#results .preview img")
-    page.screenshot(path=str(ARTIFACTS / "app_preview.png"), full_page=False)
+    # A tile is a link to itself at full size.
+    link = page.locator("#results td a").first
+    assert link.get_attribute("href") == page.locator("#results td a img").first.get_attribute("src")
 
 
-def test_non_image_uploads_show_a_message(page, tmp_path):
+def test_example_with_preset_classes_shows_the_coffee(page):
+    page.locator("#examples img").first.click()  # the composite comes first
+    page.wait_for_function(f"() => document.querySelectorAll('{TILE}').length >= 9", timeout=120_000)
+    page.wait_for_selector("#status >> text=computed at")
+    names = [n.inner_text() for n in page.locator("#results .class-name").all()]
+    assert "espresso" in names and "tabby" in names
+    assert "967: espresso" in page.inner_text("#classes")  # the preset says what it is for
+    assert page.locator("#examples img").count() >= 5  # thumbnails
+    _shot(page, "example")
+
+
+def test_an_offline_model_leaves_the_page_working(page):
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(r"^resnet18")).click()
+    page.wait_for_selector("#model-note >> text=not available", timeout=60_000)
+    note = page.inner_text("#model-note")
+    assert "Still using efficientnet_lite0" in note
+    assert page.input_value("#model input") == "efficientnet_lite0"  # the previous model stays
+    body = page.inner_text("body")
+    assert "/root" not in body and ".cache" not in body and "Error" not in body
+    assert page.locator(".error").count() == 0  # no red badges anywhere
+    _shot(page, "offline_model", full_page=False)
+
+
+def test_changing_the_model_keeps_the_choices(desktop):
+    page = desktop
+    _pick_methods(page, {"LayerCAM"})
+    page.locator("#classes input").fill("espresso")
+    page.get_by_role("option", name="967: espresso").click()
+    page.locator("#model input").click()
+    page.get_by_role("option", name="efficientnet_lite1").click()
+    page.wait_for_function("() => !document.querySelector('#layer .pending, #methods .pending')")
+    time.sleep(2)
+    assert page.input_value("#model input") == "efficientnet_lite1"
+    assert page.get_by_label("LayerCAM", exact=True).is_checked()
+    assert not page.get_by_label("Grad-CAM", exact=True).is_checked()
+    assert "967: espresso" in page.inner_text("#classes")
+
+
+def test_a_tiny_image_is_explained_with_a_warning(desktop, tmp_path):
+    page = desktop
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+    page.set_input_files("#input-image input[type=file]", str(tiny))
+    _wait_for_toast(page, r"only 1×1 pixels")
+    _pick_methods(page, {"Grad-CAM"})
+    _explain(page, 4)
+    assert "only 1×1 pixels" in page.inner_text("#results .results-notes")
+    _shot(page, "tiny")
+
+
+def test_a_slow_run_has_an_estimate_and_stops(desktop, monkeypatch):
+    import threading
+
+    from webapp import config, state
+
+    page = desktop
+    page.set_input_files("#input-image input[type=file]", str(COMPOSITE))
+    page.wait_for_selector("#input-image img")
+    page.get_by_label("Score-CAM · slow", exact=True).click()
+    page.wait_for_selector("#estimate >> text=About", timeout=30_000)
+    assert re.search(r"About \d+ s", page.inner_text("#estimate"))  # said before the run
+    page.get_by_label("Score-CAM · slow", exact=True).click()
+    _pick_methods(page, {"Grad-CAM"})
+    _explain(page, 2 * 2)  # results to keep on screen while the next run waits
+
+    started, stopped = threading.Event(), []
+
+    def held(*args, progress=None, **kwargs):  # a run that lasts until it is stopped
+        started.set()
+        with state.ENGINE_SLOTS:
+            try:
+                while True:
+                    progress(0.5, "waiting")
+                    time.sleep(0.05)
+            except BaseException as err:
+                stopped.append(type(err).__name__)
+                raise
+
+    monkeypatch.setattr(state, "compute", held)
+    before = _tile_sources(page)
+    page.click("#run")
+    page.wait_for_selector("#stop", state="visible", timeout=10_000)
+    assert started.wait(30)
+    assert _tile_sources(page) == before  # the old results stay while the new run works
+    assert page.locator(".progress-text, .progress-level").count() <= 2  # one progress display
+    _shot(page, "running", full_page=False)
+    page.click("#stop")
+    page.wait_for_selector("#stop", state="hidden", timeout=10_000)
+    deadline = time.time() + 10  # the engine stops at its next progress report
+    while not stopped and time.time() < deadline:
+        time.sleep(0.1)
+    assert stopped == ["ClientGone"]
+    time.sleep(0.5)
+    assert state.ENGINE_SLOTS._value == config.ENGINE_CONCURRENCY  # its slot is free again
+    assert _tile_sources(page) == before
+    _shot(page, "stopped", full_page=False)
+
+
+def test_non_image_uploads_show_a_message(desktop, tmp_path):
+    page = desktop
     text = tmp_path / "notes.txt"
     text.write_text("hello, I am not a picture")
     page.set_input_files("#input-image input[type=file]", str(text))
@@ -152,4 +326,48 @@ def test_non_image_uploads_show_a_message(page, tmp_path):
     assert "Traceback" not in message
     page.click("#run")
     _wait_for_toast(page, r"Please give an image")
-    page.screenshot(path=str(ARTIFACTS / "app_error.png"), full_page=False)
+    _shot(page, "error", full_page=False)
+
+
+def test_the_faithfulness_table_is_whole(desktop):
+    page = desktop
+    page.set_input_files("#input-image input[type=file]", str(COMPOSITE))
+    page.wait_for_selector("#input-image img")
+    _pick_methods(page, {"Grad-CAM"})
+    page.locator("#topk input[type=number]").fill("1")
+    page.locator("#topk input[type=number]").press("Enter")
+    _explain(page, 2)
+    page.click("#faithfulness")
+    page.click("#measure")
+    page.wait_for_function(
+        "() => document.querySelector('#faithfulness-table').innerText.includes('Egyptian cat')", timeout=180_000
+    )  # its one row
+    assert page.locator(".progress-text").count() == 0  # measured: no progress display left
+    page.locator("#faithfulness-table").scroll_into_view_if_needed()
+    table = page.locator("#faithfulness-table table").first
+    heads = table.locator("th").all()
+    assert len(heads) == 6
+    right = max(_box(h)["x"] + _box(h)["width"] for h in heads)
+    frame = _box(page.locator("#faithfulness-table"))
+    assert right <= frame["x"] + frame["width"] + 1  # the last column is not cut off
+    curves = _box(page.locator("#curves"))
+    assert not _overlap(curves, _box(page.locator("#faithfulness-table")))
+    _shot(page, "faithfulness", full_page=True)
+
+
+def test_rather_than_adds_contrast_rows(desktop):
+    page = desktop
+    page.set_input_files("#input-image input[type=file]", str(COMPOSITE))
+    page.wait_for_selector("#input-image img")
+    _pick_methods(page, {"Grad-CAM"})
+    page.locator("#topk input[type=number]").fill("0")
+    page.locator("#classes input").fill("tabby")
+    page.get_by_role("option", name="281: tabby").click()
+    page.locator("#rather-than input").click()
+    page.locator("#rather-than input").press_sequentially("espresso")  # a single choice filters as typed
+    page.get_by_role("option", name="967: espresso").click()
+    _explain(page, 4)  # tabby and "tabby rather than espresso" x (the input + Grad-CAM)
+    names = [n.inner_text() for n in page.locator("#results .class-name").all()]
+    assert names == ["tabby", "tabby rather than espresso"]
+    assert page.locator("#results tr.contrast").count() == 1
+    _shot(page, "contrast")

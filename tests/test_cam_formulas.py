@@ -1,27 +1,30 @@
 """Every CAM-family method against its paper's formula, on networks whose answer is known."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from nets import FixedFeatures, GapLinearNet, TwoLayerHead
 
 import explainers
 from explainers.engine import normalise
-from nets import FixedFeatures, GapLinearNet, TwoLayerHead
 
 SIZE = 32
 
 
 def upsample(maps: torch.Tensor, size: int = SIZE) -> np.ndarray:
     """[h, w] -> [size, size] the way the engine must do it (bilinear, half-pixel centres)."""
-    return F.interpolate(maps[None, None].float(), size=(size, size), mode="bilinear",
-                         align_corners=False)[0, 0].numpy()
+    return F.interpolate(maps[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[
+        0, 0
+    ].numpy()
 
 
 def raw(net, x, method, target, layer="features", counterfactual=False) -> np.ndarray:
-    return explainers.explain(net, x, [method], targets=[target], layer=layer,
-                              counterfactual=counterfactual).maps[0].raw
+    return (
+        explainers.explain(net, x, [method], targets=[target], layer=layer, counterfactual=counterfactual).maps[0].raw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,9 @@ def test_cam_is_the_classifier_weighted_sum(gap_net):
     for c in range(4):
         expected = torch.einsum("k,khw->hw", net.fc.weight[c].detach(), a)
         np.testing.assert_allclose(raw(net, x, "cam", c), upsample(expected.clamp(min=0)), atol=1e-5)
-        np.testing.assert_allclose(raw(net, x, "cam", c, counterfactual=True),
-                                   upsample((-expected).clamp(min=0)), atol=1e-5)
+        np.testing.assert_allclose(
+            raw(net, x, "cam", c, counterfactual=True), upsample((-expected).clamp(min=0)), atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("method", ["gradcam", "hirescam", "xgradcam"])
@@ -50,8 +54,9 @@ def test_on_gap_linear_networks_gradient_cams_equal_cam_up_to_scale(gap_net, met
     for c in range(4):
         for counterfactual in (False, True):
             cam = raw(net, x, "cam", c, counterfactual=counterfactual)
-            np.testing.assert_allclose(raw(net, x, method, c, counterfactual=counterfactual),
-                                       cam / area, rtol=1e-4, atol=1e-7)
+            np.testing.assert_allclose(
+                raw(net, x, method, c, counterfactual=counterfactual), cam / area, rtol=1e-4, atol=1e-7
+            )
 
 
 def test_layercam_keeps_only_positive_gradients(gap_net):
@@ -62,8 +67,9 @@ def test_layercam_keeps_only_positive_gradients(gap_net):
         expected = torch.einsum("k,khw->hw", weights.clamp(min=0), a) / area
         np.testing.assert_allclose(raw(net, x, "layercam", c), upsample(expected), rtol=1e-4, atol=1e-7)
         flipped = torch.einsum("k,khw->hw", (-weights).clamp(min=0), a) / area
-        np.testing.assert_allclose(raw(net, x, "layercam", c, counterfactual=True), upsample(flipped),
-                                   rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(
+            raw(net, x, "layercam", c, counterfactual=True), upsample(flipped), rtol=1e-4, atol=1e-7
+        )
 
 
 def test_gradcam_plus_plus_closed_form_on_gap_linear(gap_net):
@@ -73,7 +79,7 @@ def test_gradcam_plus_plus_closed_form_on_gap_linear(gap_net):
     totals = a.sum(dim=(1, 2))
     for c in range(4):
         g = net.fc.weight[c].detach() / area
-        alpha = g ** 2 / (2 * g ** 2 + totals * g ** 3)
+        alpha = g**2 / (2 * g**2 + totals * g**3)
         weights = area * alpha * g.clamp(min=0)
         expected = torch.einsum("k,khw->hw", weights, a).clamp(min=0)
         np.testing.assert_allclose(raw(net, x, "gradcam++", c), upsample(expected), rtol=1e-4, atol=1e-7)
@@ -117,11 +123,11 @@ def test_gradient_cams_match_their_formulas_where_gradients_vary(method, layer):
     for target in range(3):
         a, g = head_gradients(net, x, layer, target)
         expected = reference_maps(a, g)[method]
-        np.testing.assert_allclose(raw(net, x, method, target, layer=layer), upsample(expected),
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(raw(net, x, method, target, layer=layer), upsample(expected), rtol=1e-4, atol=1e-6)
         flipped = reference_maps(a, -g)[method]
-        np.testing.assert_allclose(raw(net, x, method, target, layer=layer, counterfactual=True),
-                                   upsample(flipped), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            raw(net, x, method, target, layer=layer, counterfactual=True), upsample(flipped), rtol=1e-4, atol=1e-6
+        )
 
 
 def test_cam_refuses_heads_that_are_not_gap_plus_linear():
@@ -157,8 +163,8 @@ def test_eigencam_component_picks_the_second_principal_direction():
     h = w = 6
     yy, xx = torch.meshgrid(torch.arange(h) - 2.5, torch.arange(w) - 2.5, indexing="ij")
     u1, u2 = xx.flatten(), yy.flatten()  # zero-mean, orthogonal spatial patterns
-    v1 = torch.tensor([1.0, -1.0, 0.0, 0.0]) / 2 ** 0.5
-    v2 = torch.tensor([0.0, 0.0, 1.0, 1.0]) / 2 ** 0.5  # positive mean: points at the activations
+    v1 = torch.tensor([1.0, -1.0, 0.0, 0.0]) / 2**0.5
+    v2 = torch.tensor([0.0, 0.0, 1.0, 1.0]) / 2**0.5  # positive mean: points at the activations
     activations = (3 * v1[:, None] * u1 + v2[:, None] * u2).reshape(1, 4, h, w)
     net = FixedFeatures(activations).eval()
     x = torch.zeros(1, 3, SIZE, SIZE)
@@ -167,8 +173,9 @@ def test_eigencam_component_picks_the_second_principal_direction():
     np.testing.assert_allclose(got.map, normalise(upsample(u2.reshape(h, w).clamp(min=0))), atol=1e-4)
     first = explainers.explain(net, x, ["eigencam"], layer="features").maps[0]
     # v1 has zero channel mean, so either sign of u1 is as good a direction: the default is u1's.
-    agreement = max(np.corrcoef(first.raw.ravel(), upsample(s * u1.reshape(h, w)).clip(0).ravel())[0, 1]
-                    for s in (1, -1))
+    agreement = max(
+        np.corrcoef(first.raw.ravel(), upsample(s * u1.reshape(h, w)).clip(0).ravel())[0, 1] for s in (1, -1)
+    )
     assert agreement > 0.99
 
 

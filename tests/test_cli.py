@@ -3,6 +3,7 @@
 Runs the real engine on the embedded efficientnet_lite0 (offline) with the fast methods.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explainers import cli
+import models
+from explainers import cli, export
+from models.preprocessing import Preprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["gradcam", "layercam"]
@@ -52,8 +55,9 @@ def batch(inputs, tmp_path_factory):
     with open(capture, "w+") as err:
         saved, sys.stderr = sys.stderr, err
         try:
-            code = cli.main([str(inputs), "--methods", ",".join(METHODS), "--top-k", "2",
-                             "--device", "cpu", "--out", str(out)])
+            code = cli.main(
+                [str(inputs), "--methods", ",".join(METHODS), "--top-k", "2", "--device", "cpu", "--out", str(out)]
+            )
         finally:
             sys.stderr = saved
         err.seek(0)
@@ -117,8 +121,7 @@ def test_npz_maps(batch):
     record = json.loads((out / "good.json").read_text())
     with np.load(out / "good_maps.npz") as data:
         keys = set(data.files)
-        expected = {f"{m}/{t['class']}/{form}" for m in METHODS for t in record["targets"]
-                    for form in ("map", "raw")}
+        expected = {f"{m}/{t['class']}/{form}" for m in METHODS for t in record["targets"] for form in ("map", "raw")}
         assert keys == expected
         for key in keys:
             array = data[key]
@@ -131,31 +134,106 @@ def test_subprocess_targets_by_name_and_index(inputs, tmp_path):
     out = tmp_path / "deep" / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = subprocess.run(
-        [sys.executable, "-m", "explainers", str(inputs / "good.png"), "--methods", "layercam",
-         "--targets", "tabby,285", "--shared-scale", "--colormap", "inferno", "--opacity", "0.7",
-         "--device", "cpu", "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "explainers",
+            str(inputs / "good.png"),
+            "--methods",
+            "layercam",
+            "--targets",
+            "tabby,285",
+            "--shared-scale",
+            "--colormap",
+            "inferno",
+            "--opacity",
+            "0.7",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("[1/1] good.png: ")
     assert {p.name for p in out.iterdir()} == {
-        "good.json", "good_grid.png", "good_maps.npz",
-        "good_layercam_281-tabby.png", "good_layercam_285-Egyptian_cat.png"}
+        "good.json",
+        "good_grid.png",
+        "good_maps.npz",
+        "good_input.png",
+        "good_layercam_281-tabby.png",
+        "good_layercam_285-Egyptian_cat.png",
+        "good_layercam_281-tabby_photo.jpg",
+        "good_layercam_285-Egyptian_cat_photo.jpg",
+    }
     record = json.loads((out / "good.json").read_text())
     assert [t["class"] for t in record["targets"]] == [281, 285]
     assert record["shared_scale"] is True and record["colormap"] == "inferno"
     assert list(tmp_path.iterdir()) == [tmp_path / "deep"]  # written only inside --out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--methods", "gradcam,nosuch"], "unknown method 'nosuch'"),
-    (["--model", "no_such_model"], "no_such_model"),
-    (["--layer", "no.such.layer"], "unknown layer 'no.such.layer'"),
-    (["--targets", "cat"], "ambiguous class 'cat'"),
-    (["--targets", "zzzz"], "unknown class 'zzzz'"),
-    (["--targets", "1000"], "out of range"),
-    (["--opacity", "3"], "--opacity"),
-    (["--top-k", "2", "--targets", "1"], "not allowed"),
-])
+def test_contrast_and_class_set_targets(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert (
+        cli.main(
+            [
+                str(inputs / "good.png"),
+                "--methods",
+                "gradcam",
+                "--targets",
+                "281",
+                "--contrast",
+                "tabby:espresso",
+                "--class-set",
+                "dog",
+                "--device",
+                "cpu",
+                "-q",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert {p.name for p in out.iterdir()} >= {
+        "good_gradcam_281-tabby.png",
+        "good_gradcam_contrast-281-967-tabby_rather_than_espresso.png",
+        "good_gradcam_set-dog-dog.png",
+        "good_gradcam_contrast-281-967-tabby_rather_than_espresso_photo.jpg",
+    }
+    record = json.loads((out / "good.json").read_text())
+    assert record["targets"][0]["class"] == 281
+    contrast, dogs = record["targets"][1:]
+    assert contrast["target"] == "contrast-281-967" and contrast["classes"] == [281, 967]
+    assert contrast["label"] == "tabby rather than espresso" and contrast["kind"] == "contrast"
+    assert dogs["target"] == "set-dog" and dogs["classes"] == list(range(151, 269))
+    with np.load(out / "good_maps.npz") as maps:
+        assert {"gradcam/contrast-281-967/raw", "gradcam/set-dog/map"} <= set(maps.files)
+    # p(tabby) / (p(tabby) + p(espresso)) and the sum of the 118 dog classes' probabilities
+    assert 0 < contrast["probability"] < 1 and 0 <= dogs["probability"] <= 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "gradcam,nosuch"], "unknown method 'nosuch'"),
+        (["--model", "no_such_model"], "no_such_model"),
+        (["--layer", "no.such.layer"], "unknown layer 'no.such.layer'"),
+        (["--targets", "cat"], "ambiguous class 'cat'"),
+        (["--targets", "zzzz"], "unknown class 'zzzz'"),
+        (["--targets", "1000"], "out of range"),
+        (["--opacity", "3"], "--opacity"),
+        (["--top-k", "2", "--targets", "1"], "not allowed"),
+        (["--contrast", "tabby"], "give two classes as A:B"),
+        (["--contrast", "tabby:281"], "the two classes are the same"),
+        (["--class-set", "unicorn"], "No ImageNet class set named 'unicorn'"),
+    ],
+)
 def test_bad_arguments_exit_2(inputs, tmp_path, capsys, args, message):
     out = tmp_path / "out"
     code = cli.main([str(inputs / "good.png"), "--device", "cpu", "--out", str(out), *args])
@@ -168,9 +246,23 @@ def test_bad_arguments_exit_2(inputs, tmp_path, capsys, args, message):
 
 def test_subprocess_bad_method_is_one_line(inputs, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, "-m", "explainers", str(inputs / "good.png"),
-                          "--methods", "gradcamm", "--out", str(tmp_path / "out")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explainers",
+            str(inputs / "good.png"),
+            "--methods",
+            "gradcamm",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "did you mean gradcam" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
@@ -188,6 +280,21 @@ def test_listings(capsys):
     assert cli.main(["--list-layers", "--model", "efficientnet_lite0", "--device", "cpu"]) == 0
     layers = capsys.readouterr().out.splitlines()
     assert any(line.startswith("* ") for line in layers) and len(layers) > 10
+    assert layers[-1].startswith("Default layer (*): ") and "before pooling" in layers[-1]
+
+
+def test_list_layers_shows_token_layouts_and_the_default_reason():
+    from token_nets import tiny_vit
+
+    classifier = models.Classifier(
+        "vit", tiny_vit(), [f"class {i}" for i in range(10)], Preprocessing(96, (96, 96)), "cpu"
+    )
+    out = io.StringIO()
+    cli.list_layers(classifier, out)
+    lines = out.getvalue().splitlines()
+    default = next(line for line in lines if line.startswith("* "))
+    assert "blocks.1.norm1" in default and default.endswith("tokens, 1 prefix")
+    assert "first norm" in lines[-1] and "blocks.1.norm1" in lines[-1]
 
 
 def test_same_stem_from_two_folders_is_not_overwritten(tmp_path, capsys):
@@ -195,8 +302,20 @@ def test_same_stem_from_two_folders_is_not_overwritten(tmp_path, capsys):
         (tmp_path / name).mkdir()
         _picture(64, 64, seed=2).save(tmp_path / name / "pic.png")
     out = tmp_path / "out"
-    code = cli.main([str(tmp_path / "a"), str(tmp_path / "b" / "pic.png"), str(tmp_path / "a" / "pic.png"),
-                     "--methods", "gradcam", "--device", "cpu", "--quiet", "--out", str(out)])
+    code = cli.main(
+        [
+            str(tmp_path / "a"),
+            str(tmp_path / "b" / "pic.png"),
+            str(tmp_path / "a" / "pic.png"),
+            "--methods",
+            "gradcam",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and capsys.readouterr().err == ""
     names = {p.name for p in out.iterdir()}
     assert {"pic.json", "pic-2.json"} <= names and "pic-3.json" not in names  # a/pic.png once
@@ -224,15 +343,51 @@ def test_load_image_has_the_app_limits(tmp_path):
 
 def test_out_that_cannot_be_created_is_one_line_exit_2(inputs, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
-    code = cli.main([str(inputs / "good.png"), "--methods", "gradcam", "--device", "cpu",
-                     "--out", str(tmp_path / "file" / "out")])
+    code = cli.main(
+        [str(inputs / "good.png"), "--methods", "gradcam", "--device", "cpu", "--out", str(tmp_path / "file" / "out")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("python -m explainers: error: --out ") and "cannot create the directory" in err
 
 
 def test_safe_names():
-    assert cli.safe_name("gradcam++") == "gradcampp"
-    assert cli.safe_name("T-shirt/tee") == "T-shirt_tee"
-    assert cli.safe_name("../..", "x") == "x"
-    assert cli.safe_name("great white shark") == "great_white_shark"
+    assert export.safe_name("gradcam++") == "gradcampp"
+    assert export.safe_name("T-shirt/tee") == "T-shirt_tee"
+    assert export.safe_name("../..", "x") == "x"
+    assert export.safe_name("great white shark") == "great_white_shark"
+    assert export.stem_of("my cat & coffee.JPG") == "my_cat_coffee"
+
+
+@pytest.mark.parametrize("size", [(640, 480), (300, 500), (224, 224), (1001, 999)])
+def test_photo_box_is_the_part_the_model_sees(size):
+    """A map mapped back through the resize and crop lands where the crop came from."""
+    preprocessing = Preprocessing(256, (224, 224))
+    x, y = np.meshgrid(np.linspace(0, 255, size[0]), np.linspace(0, 255, size[1]))
+    photo = Image.fromarray(np.stack([x, y, np.zeros_like(x)], -1).round().astype(np.uint8))
+    crop = np.asarray(preprocessing.crop(photo), dtype=float)
+    left, top, right, bottom = export.photo_box(preprocessing, size)
+    step_x, step_y = 255 / (size[0] - 1), 255 / (size[1] - 1)
+    assert crop[0, 0, 0] == pytest.approx(left * step_x, abs=2 + step_x)
+    assert crop[-1, -1, 0] == pytest.approx(right * step_x, abs=2 + 2 * step_x)
+    assert crop[0, 0, 1] == pytest.approx(top * step_y, abs=2 + step_y)
+    assert crop[-1, -1, 1] == pytest.approx(bottom * step_y, abs=2 + 2 * step_y)
+
+
+def test_photo_overlay_has_the_photo_size_and_colours_only_the_crop(inputs, tmp_path):
+    photo = Image.new("RGB", (400, 240), (128, 128, 128))
+    photo.save(tmp_path / "wide.png")
+    out = tmp_path / "out"
+    assert (
+        cli.main([str(tmp_path / "wide.png"), "--methods", "gradcam", "--device", "cpu", "--out", str(out), "-q"]) == 0
+    )
+    record = json.loads((out / "wide.json").read_text())
+    with Image.open(out / record["maps"][0]["photo_file"]) as im:
+        assert im.size == (400, 240)
+        pixels = np.asarray(im, dtype=int)
+    preprocessing = models.load(cli.DEFAULT_MODEL).preprocessing
+    left, _, right, _ = (round(v) for v in export.photo_box(preprocessing, (400, 240)))
+    assert 0 < left < right < 400  # a centre crop of a wide photo
+    outside = np.concatenate([pixels[:, : left - 8], pixels[:, right + 8 :]], axis=1)  # JPEG blocks
+    assert np.abs(outside - 128).mean() < 1.5  # the photo as it was (but for JPEG ringing)
+    assert np.abs(pixels[:, left + 2 : right - 2] - 128).mean() > 20  # the map, coloured

@@ -24,7 +24,16 @@ def test_sampling_methods_cost_samples_times_targets_forward_and_backward():
 
 
 def test_gradient_methods_only_share_the_common_passes():
-    for method in ("gradcam", "layercam", "eigencam", "gradient", "guided_backprop", "guided_gradcam"):
+    for method in (
+        "gradcam",
+        "layercam",
+        "eigencam",
+        "gradient",
+        "guided_backprop",
+        "guided_gradcam",
+        "attention_rollout",
+        "gradient_rollout",
+    ):
         assert cost.method_passes(method, 3, 512) == 0, method
     shared = 1 + cost.BACKWARD * 3
     assert cost.request_passes(["gradcam", "layercam"], 3, 512) == shared
@@ -42,3 +51,9 @@ def test_seconds_per_pass_restores_each_modules_own_mode():
     assert net[1].training and not net[0].training
     assert not any(p.grad is not None for p in net.parameters())
     assert torch.is_grad_enabled()
+
+
+def test_rise_costs_one_pass_per_mask_shared_by_all_targets():
+    assert cost.method_passes("rise", targets=1, channels=512) == 1000  # the CPU default
+    assert cost.method_passes("rise", targets=5, channels=512, device="cuda") == 8000  # the paper's
+    assert cost.request_passes(["rise"], 2, 512, Options(rise_masks=300)) == 1 + cost.BACKWARD * 2 + 300

@@ -27,8 +27,9 @@ def test_the_image_holds_every_local_module_the_app_imports_and_its_assets():
         match = re.match(r"COPY\s+(\S+)\s+\S+\s*$", line)
         if match:
             copied.add(match.group(1).rstrip("/"))
-    imported = subprocess.run([sys.executable, "-c", LOCAL_IMPORTS], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout.split()
+    imported = subprocess.run(
+        [sys.executable, "-c", LOCAL_IMPORTS], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
     assert "app.py" in imported and "webapp" in imported
     assert set(imported) <= copied, set(imported) - copied
     assert {"assets", "requirements.txt"} <= copied

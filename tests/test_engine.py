@@ -1,4 +1,5 @@
 """The engine's promises: shared work, batches, clean models, thread safety, clear errors."""
+
 from __future__ import annotations
 
 import threading
@@ -6,14 +7,29 @@ import threading
 import numpy as np
 import pytest
 import torch
+from test_input_gradient_methods import ReluNet
 from torch import nn
 
 import explainers
 from explainers import cam_formulas
-from test_input_gradient_methods import ReluNet
 
-FAST = ["cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam",
-        "guided_backprop", "guided_gradcam", "gradient", "integrated_gradients", "ablationcam", "scorecam"]
+FAST = [
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "eigencam",
+    "eigengradcam",
+    "guided_backprop",
+    "guided_gradcam",
+    "gradient",
+    "integrated_gradients",
+    "ablationcam",
+    "scorecam",
+    "rise",
+]
 
 
 def snapshot(model: nn.Module) -> dict:
@@ -24,8 +40,13 @@ def snapshot(model: nn.Module) -> dict:
         "state": {k: v.clone() for k, v in model.state_dict().items()},
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "grads": [p.grad for p in model.parameters()],
-        "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-                     + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules()),
+        "hooks": sum(
+            len(m._forward_hooks)
+            + len(m._forward_pre_hooks)
+            + len(m._backward_hooks)
+            + len(getattr(m, "_backward_pre_hooks", {}))
+            for m in model.modules()
+        ),
     }
 
 
@@ -95,11 +116,10 @@ def test_a_batch_gives_the_same_maps_as_one_image_at_a_time(net):
     batch = image(5, batch=3)
     together = explainers.explain(net, batch, FAST, top_k=2, layer="features")
     for b in range(3):
-        alone = explainers.explain(net, batch[b:b + 1], FAST, top_k=2, layer="features")
+        alone = explainers.explain(net, batch[b : b + 1], FAST, top_k=2, layer="features")
         assert together.targets[b] == alone.targets[0]
         for item in alone.maps:
-            np.testing.assert_allclose(together.get(item.method, item.target, b).raw, item.raw,
-                                       rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(together.get(item.method, item.target, b).raw, item.raw, rtol=1e-4, atol=1e-6)
 
 
 def test_explicit_targets_and_top_k(net):
@@ -120,8 +140,7 @@ def test_top_k_plus_explicit_classes_in_a_batch_may_differ_in_length(net):
     batch = image(9, batch=2)
     tops = explainers.explain(net, batch, ["gradcam"], top_k=1, layer="features").targets
     extra = tops[0][0]  # already the first image's top class, not (necessarily) the second's
-    result = explainers.explain(net, batch, ["gradcam", "scorecam"], top_k=1, targets=[extra],
-                                layer="features")
+    result = explainers.explain(net, batch, ["gradcam", "scorecam"], top_k=1, targets=[extra], layer="features")
     assert result.targets[0] == [extra]
     assert result.targets[1] == list(dict.fromkeys([tops[1][0], extra]))
     assert len(result.maps) == 2 * sum(len(t) for t in result.targets)
@@ -167,16 +186,19 @@ def test_two_threads_on_one_model_get_the_maps_of_a_serial_run(net):
     assert snapshot(net)["hooks"] == 0
 
 
-@pytest.mark.parametrize("call, message", [
-    (dict(methods=["nope"]), "Unknown method"),
-    (dict(methods=[]), "at least one method"),
-    (dict(methods=["gradcam"], layer=None), "give layer"),
-    (dict(methods=["gradcam"], layer="fc"), "spatial feature map"),
-    (dict(methods=["eigencam"], layer="features", counterfactual=True), "no counterfactual"),
-    (dict(methods=["gradcam"], layer="features", targets=[99]), "between 0 and 3"),
-    (dict(methods=["gradcam"], layer="features", top_k=0), "top_k"),
-    (dict(methods=["gradcam"], layer="relu"), None),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (dict(methods=["nope"]), "Unknown method"),
+        (dict(methods=[]), "at least one method"),
+        (dict(methods=["gradcam"], layer=None), "give layer"),
+        (dict(methods=["gradcam"], layer="fc"), "spatial feature map"),
+        (dict(methods=["eigencam"], layer="features", counterfactual=True), "no counterfactual"),
+        (dict(methods=["gradcam"], layer="features", targets=[99]), "between 0 and 3"),
+        (dict(methods=["gradcam"], layer="features", top_k=0), "top_k"),
+        (dict(methods=["gradcam"], layer="relu"), None),
+    ],
+)
 def test_clear_errors(net, call, message):
     if message is None:  # a valid but unusual layer works
         explainers.explain(net, image(), **call)
@@ -201,8 +223,9 @@ def test_layer_used_twice_is_refused():
 
 def test_progress_reaches_one_and_names_slow_methods(net):
     seen = []
-    explainers.explain(net, image(), ["gradcam", "scorecam"], top_k=1, layer="features",
-                       progress=lambda f, m: seen.append((f, m)))
+    explainers.explain(
+        net, image(), ["gradcam", "scorecam"], top_k=1, layer="features", progress=lambda f, m: seen.append((f, m))
+    )
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(m == "Score-CAM" for _, m in seen)

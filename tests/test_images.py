@@ -57,8 +57,7 @@ def shared(tags: int, offset: int, size: int, kind: int = 7) -> list[tuple[int, 
     return [(0xC000 + i, kind, size // (2 if kind == 3 else 1), offset) for i in range(tags)]
 
 
-def exif_block(orientation: int | None = None, tags: int = 0, size: int = 0, order: str = "<",
-               kind: int = 7) -> bytes:
+def exif_block(orientation: int | None = None, tags: int = 0, size: int = 0, order: str = "<", kind: int = 7) -> bytes:
     """Raw EXIF (TIFF-structured): the orientation, then `tags` entries sharing one `size`-byte block."""
     first = [] if orientation is None else [(ORIENTATION, 3, 1, orientation)]
     offset = 8 + 6 + 12 * (len(first) + tags)
@@ -70,12 +69,25 @@ def tiff_bomb(in_exif_directory: bool, tags: int = 1000, size: int = 1_000_000) 
     count0 = 8 + (1 if in_exif_directory else tags)
     block = 8 + 6 + 12 * count0
     pixels = block + size
-    entries = [(256, 3, 1, 8), (257, 3, 1, 4), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, pixels), (278, 3, 1, 4), (279, 4, 1, 32)]
+    entries = [
+        (256, 3, 1, 8),
+        (257, 3, 1, 4),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, pixels),
+        (278, 3, 1, 4),
+        (279, 4, 1, 32),
+    ]
     bomb = shared(tags, block, size)
     if in_exif_directory:
-        return (header() + directory(entries + [(0x8769, 4, 1, pixels + 32)]) + bytes(size)
-                + bytes(range(32)) + directory(bomb))
+        return (
+            header()
+            + directory(entries + [(0x8769, 4, 1, pixels + 32)])
+            + bytes(size)
+            + bytes(range(32))
+            + directory(bomb)
+        )
     return header() + directory(entries + bomb) + bytes(size) + bytes(range(32))
 
 
@@ -84,11 +96,21 @@ def tiff_with_numbers(count: int) -> bytes:
     nothing is overclaimed, but PIL turns each SHORT into a Python number on load."""
     ifd0_end = 8 + 2 + 12 * 9 + 4
     pixels, exif = ifd0_end, ifd0_end + 32
-    entries = [(256, 3, 1, 8), (257, 3, 1, 4), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, pixels), (278, 3, 1, 4), (279, 4, 1, 32), (0x8769, 4, 1, exif)]
+    entries = [
+        (256, 3, 1, 8),
+        (257, 3, 1, 4),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, pixels),
+        (278, 3, 1, 4),
+        (279, 4, 1, 32),
+        (0x8769, 4, 1, exif),
+    ]
     values = exif + 2 + 12 + 4
-    return (header() + directory(entries) + bytes(range(32))
-            + directory([(0x9286, 3, count, values)]) + b"\x01\x02" * count)
+    return (
+        header() + directory(entries) + bytes(range(32)) + directory([(0x9286, 3, count, values)]) + b"\x01\x02" * count
+    )
 
 
 def segment(code: int, payload: bytes) -> bytes:
@@ -105,17 +127,23 @@ def camera_jpeg(segments: list[bytes]) -> bytes:
 
 def split_exif(block: bytes, chunk: int = 60_000) -> list[bytes]:
     """EXIF over several APP1 segments (PIL joins them), with the junk PIL skips between them."""
-    return [b"\xff\x00\x42\xff" + segment(0xE1, b"Exif\0\0" + block[i:i + chunk])
-            for i in range(0, len(block), chunk)]
+    return [
+        b"\xff\x00\x42\xff" + segment(0xE1, b"Exif\0\0" + block[i : i + chunk]) for i in range(0, len(block), chunk)
+    ]
 
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG signature and IHDR claiming width × height, and one tiny IDAT: pixels never there."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -147,9 +175,14 @@ def measured(folder: Path, files: dict[str, bytes]) -> dict[str, dict]:
     PICTURE.save(warm_up)
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    run = subprocess.run([sys.executable, "-c", _MEASURE, str(warm_up), *(str(folder / n) for n in files)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(warm_up), *(str(folder / n) for n in files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"),
+    )
     assert run.returncode == 0, run.stderr
     return {row["name"]: row for row in map(json.loads, run.stdout.splitlines())}
 
@@ -162,14 +195,17 @@ def test_tag_bombs_cost_milliseconds_and_megabytes(tmp_path):
     via getexif/exif_transpose 1.9 GB; TIFF IFD0 1.9 GB; TIFF Exif directory 0.96 GB on load;
     JPEG EXIF 0.96 GB and JPEG MPF 1.7 GB inside Image.open itself)."""
     bomb = exif_block(orientation=6, tags=1000, size=1_000_000)
-    results = measured(tmp_path, {
-        "exif_bomb.png": saved(Image.new("RGB", (8, 4)), "PNG", exif=bomb),
-        "ifd0_bomb.tif": tiff_bomb(in_exif_directory=False),
-        "exif_directory_bomb.tif": tiff_bomb(in_exif_directory=True),
-        "exif_bomb.jpg": camera_jpeg(split_exif(bomb)),
-        "mpf_bomb.jpg": camera_jpeg([segment(0xE2, b"MPF\0" + exif_block(tags=2700, size=32_000, kind=3))]),
-        "strip.png": saved(Image.new("L", (2, 20_000)), "PNG"),
-    })
+    results = measured(
+        tmp_path,
+        {
+            "exif_bomb.png": saved(Image.new("RGB", (8, 4)), "PNG", exif=bomb),
+            "ifd0_bomb.tif": tiff_bomb(in_exif_directory=False),
+            "exif_directory_bomb.tif": tiff_bomb(in_exif_directory=True),
+            "exif_bomb.jpg": camera_jpeg(split_exif(bomb)),
+            "mpf_bomb.jpg": camera_jpeg([segment(0xE2, b"MPF\0" + exif_block(tags=2700, size=32_000, kind=3))]),
+            "strip.png": saved(Image.new("L", (2, 20_000)), "PNG"),
+        },
+    )
     assert results["exif_bomb.png"]["outcome"] == [4, 8]  # opened, and its orientation 6 applied
     for name in ("ifd0_bomb.tif", "exif_directory_bomb.tif", "exif_bomb.jpg", "mpf_bomb.jpg"):
         assert f"“{name}” could not be read safely" in results[name]["outcome"]
@@ -182,8 +218,9 @@ def test_tag_bombs_cost_milliseconds_and_megabytes(tmp_path):
 def test_metadata_with_millions_of_numbers_is_refused_cheaply(tmp_path):
     """5 million SHORTs in a 10 MB TIFF's Exif directory: about 240 MB once PIL has read them
     (a 25 MB upload would be 600 MB); 100,000 of them are still a picture."""
-    results = measured(tmp_path, {"few_numbers.tif": tiff_with_numbers(100_000),
-                                  "many_numbers.tif": tiff_with_numbers(5_000_000)})
+    results = measured(
+        tmp_path, {"few_numbers.tif": tiff_with_numbers(100_000), "many_numbers.tif": tiff_with_numbers(5_000_000)}
+    )
     assert results["few_numbers.tif"]["outcome"] == [8, 4]
     assert "could not be read safely" in results["many_numbers.tif"]["outcome"]
     assert results["many_numbers.tif"]["extra_mb"] < 60
@@ -206,13 +243,28 @@ def test_orientation_beyond_the_first_max_exif_bytes_is_ignored_not_refused():
 
 def test_genuine_metadata_is_not_refused(tmp_path):
     exif = Image.Exif()
-    exif.update({0x010F: "Canon", 0x0110: "EOS 5D", 0x0132: "2024:05:01 10:00:00", ORIENTATION: 8,
-                 0x011A: 300.0, 0x011B: 300.0, 0x0128: 2})
-    exif.get_ifd(0x8769).update({0x9003: "2024:05:01 10:00:00", 0x927C: bytes(range(256)) * 40,
-                                 0x829A: 0.004, 0x9286: b"ASCII\0\0\0a comment"})
+    exif.update(
+        {
+            0x010F: "Canon",
+            0x0110: "EOS 5D",
+            0x0132: "2024:05:01 10:00:00",
+            ORIENTATION: 8,
+            0x011A: 300.0,
+            0x011B: 300.0,
+            0x0128: 2,
+        }
+    )
+    exif.get_ifd(0x8769).update(
+        {0x9003: "2024:05:01 10:00:00", 0x927C: bytes(range(256)) * 40, 0x829A: 0.004, 0x9286: b"ASCII\0\0\0a comment"}
+    )
     exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 30.0), 3: "E", 4: (2.0, 21.0, 5.0)})
-    for fmt, kwargs in [("JPEG", {}), ("PNG", {}), ("WEBP", {"lossless": True}), ("TIFF", {}),
-                        ("TIFF", {"compression": "tiff_lzw"})]:
+    for fmt, kwargs in [
+        ("JPEG", {}),
+        ("PNG", {}),
+        ("WEBP", {"lossless": True}),
+        ("TIFF", {}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+    ]:
         data = saved(PICTURE, fmt, exif=exif, **kwargs)
         assert models.open_image(data).size == (6, 10), fmt
     mpo = saved(PICTURE, "MPO", save_all=True, append_images=[PICTURE.transpose(Image.Transpose.ROTATE_180)])
@@ -235,8 +287,9 @@ def test_directory_reader_knows_every_type_pil_reads():
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("value", range(1, 9))
 def test_orientation_matches_pil_exif_transpose(fmt, order, value):
-    data = saved(PICTURE, fmt, exif=exif_block(orientation=value, order=order),
-                 **({"lossless": True} if fmt == "WEBP" else {}))
+    data = saved(
+        PICTURE, fmt, exif=exif_block(orientation=value, order=order), **({"lossless": True} if fmt == "WEBP" else {})
+    )
     expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
     assert np.array_equal(np.asarray(models.open_image(data)), expected)
     assert np.array_equal(np.asarray(models.to_rgb(Image.open(io.BytesIO(data)))), expected)
@@ -250,9 +303,12 @@ def test_xmp_and_raw_profile_orientations_match_pil(value):
     block = b"Exif\0\0" + exif_block(orientation=value)
     raw_profile.add_text("Raw profile type exif", f"\nexif\n{len(block):8d}\n{block.hex()}")
     overridden.add_itxt("XML:com.adobe.xmp", xmp)
-    cases = [saved(PICTURE, "PNG", pnginfo=itxt), saved(PICTURE, "JPEG", xmp=xmp.encode()),
-             saved(PICTURE, "PNG", pnginfo=raw_profile),
-             saved(PICTURE, "PNG", pnginfo=overridden, exif=exif_block(orientation=1))]  # EXIF wins
+    cases = [
+        saved(PICTURE, "PNG", pnginfo=itxt),
+        saved(PICTURE, "JPEG", xmp=xmp.encode()),
+        saved(PICTURE, "PNG", pnginfo=raw_profile),
+        saved(PICTURE, "PNG", pnginfo=overridden, exif=exif_block(orientation=1)),
+    ]  # EXIF wins
     for data in cases:
         expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
         assert np.array_equal(np.asarray(models.open_image(data)), np.asarray(expected))
@@ -343,9 +399,11 @@ def test_a_fifo_is_refused_at_once(tmp_path):
 def test_paths_that_are_no_image_file_get_short_reasons_without_the_path(tmp_path):
     folder = tmp_path / "holiday.png"
     folder.mkdir()
-    cases = [(folder, "“holiday.png” is a directory, not an image."),
-             (tmp_path / "missing.png", "“missing.png” was not found."),
-             ("/dev/null", "“null” is not a regular file.")]
+    cases = [
+        (folder, "“holiday.png” is a directory, not an image."),
+        (tmp_path / "missing.png", "“missing.png” was not found."),
+        ("/dev/null", "“null” is not a regular file."),
+    ]
     if os.geteuid() != 0:  # root reads anything
         locked = tmp_path / "locked.png"
         PICTURE.save(locked)
@@ -359,14 +417,17 @@ def test_paths_that_are_no_image_file_get_short_reasons_without_the_path(tmp_pat
             cli.load_image(Path(path))
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"just some text, renamed .png\n" * 20, "“x.png” is not an image this app can read"),
-    (b"", "“x.png” is not an image this app can read"),
-    ((ROOT / "assets" / "cat.jpg").read_bytes()[:3000], "“x.png” could not be read; the file may be"),
-    (png_claiming(8000, 6000), "“x.png” is 8000×6000 pixels (48 megapixels); the limit is 40 megapi"),
-    (png_claiming(50_000, 50_000), "“x.png” is too large to open safely (over 40 megapixels)"),
-    (png_claiming(4000, 3), "“x.png” is 4000×3 pixels: too long and thin"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"just some text, renamed .png\n" * 20, "“x.png” is not an image this app can read"),
+        (b"", "“x.png” is not an image this app can read"),
+        ((ROOT / "assets" / "cat.jpg").read_bytes()[:3000], "“x.png” could not be read; the file may be"),
+        (png_claiming(8000, 6000), "“x.png” is 8000×6000 pixels (48 megapixels); the limit is 40 megapi"),
+        (png_claiming(50_000, 50_000), "“x.png” is too large to open safely (over 40 megapixels)"),
+        (png_claiming(4000, 3), "“x.png” is 4000×3 pixels: too long and thin"),
+    ],
+)
 def test_refusals_name_the_display_name(tmp_path, data, message):
     path = tmp_path / "upload-3f9a"
     path.write_bytes(data)
@@ -387,8 +448,10 @@ def test_sizes_are_refused_from_the_header_before_any_pixel_is_decoded(tmp_path,
         raise AssertionError("pixels decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
-    for path, message in ((strip, "“strip.png” is 2×20000 pixels: too long and thin"),
-                          (huge, "“huge.png” is 8000×6000 pixels (48 megapixels)")):
+    for path, message in (
+        (strip, "“strip.png” is 2×20000 pixels: too long and thin"),
+        (huge, "“huge.png” is 8000×6000 pixels (48 megapixels)"),
+    ):
         with pytest.raises(models.ImageError, match=re.escape(message)):
             models.open_image(path)
         with pytest.raises(cli.BadImage, match=re.escape(message)):

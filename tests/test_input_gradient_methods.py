@@ -1,13 +1,14 @@
 """Gradient, SmoothGrad, Integrated Gradients and guided backpropagation against closed forms."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from nets import LinearPixels
 from torch import nn
 
 import explainers
-from nets import LinearPixels
 
 SIZE = 8
 
@@ -41,8 +42,7 @@ def test_integrated_gradients_of_a_linear_model_is_input_times_weight(linear):
         with torch.no_grad():
             difference = net(x)[0, c] - net(torch.zeros_like(x))[0, c]
         assert float(attribution.sum()) == pytest.approx(float(difference), rel=1e-4)
-        flipped = explainers.explain(net, x, ["integrated_gradients"], targets=[c],
-                                     counterfactual=True).maps[0].raw
+        flipped = explainers.explain(net, x, ["integrated_gradients"], targets=[c], counterfactual=True).maps[0].raw
         np.testing.assert_allclose(flipped, (-attribution).clamp(min=0).numpy(), rtol=1e-4, atol=1e-6)
 
 
@@ -87,24 +87,30 @@ def guided_reference(net: ReluNet, x: torch.Tensor, target: int, sign: float = 1
 def test_guided_backprop_follows_the_rule_for_relu_and_relu6_in_place(counterfactual):
     net = ReluNet().eval()
     x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
-    result = explainers.explain(net, x.detach(), ["guided_backprop", "gradient"] if not counterfactual
-                                else ["guided_backprop"], targets=[0, 1, 2, 3], counterfactual=counterfactual)
+    result = explainers.explain(
+        net,
+        x.detach(),
+        ["guided_backprop", "gradient"] if not counterfactual else ["guided_backprop"],
+        targets=[0, 1, 2, 3],
+        counterfactual=counterfactual,
+    )
     for target in range(4):
         expected = guided_reference(net, x, target, -1.0 if counterfactual else 1.0).abs().amax(dim=0)
-        np.testing.assert_allclose(result.get("guided_backprop", target).raw, expected.numpy(),
-                                   rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(result.get("guided_backprop", target).raw, expected.numpy(), rtol=1e-5, atol=1e-8)
     if not counterfactual:  # the plain gradient from the same forward pass is not gated
         logits = net(x)
         (plain,) = torch.autograd.grad(logits[0, 2], x)
-        np.testing.assert_allclose(result.get("gradient", 2).raw, plain[0].abs().amax(dim=0).numpy(),
-                                   rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(
+            result.get("gradient", 2).raw, plain[0].abs().amax(dim=0).numpy(), rtol=1e-5, atol=1e-8
+        )
 
 
 def test_guided_gradcam_is_guided_backprop_times_upsampled_gradcam():
     net = ReluNet().eval()
     x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(2))
-    result = explainers.explain(net, x, ["guided_gradcam", "guided_backprop", "gradcam"],
-                                targets=[1, 3], layer="features")
+    result = explainers.explain(
+        net, x, ["guided_gradcam", "guided_backprop", "gradcam"], targets=[1, 3], layer="features"
+    )
     for target in (1, 3):
         expected = result.get("guided_backprop", target).raw * result.get("gradcam", target).raw
         np.testing.assert_allclose(result.get("guided_gradcam", target).raw, expected, rtol=1e-5, atol=1e-10)
@@ -113,8 +119,9 @@ def test_guided_gradcam_is_guided_backprop_times_upsampled_gradcam():
 def test_any_cam_fuses_with_guided_backprop():
     net = ReluNet().eval()
     x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(3))
-    result = explainers.explain(net, x, ["guided_layercam", "guided_backprop", "layercam"],
-                                targets=[0], layer="features")
+    result = explainers.explain(
+        net, x, ["guided_layercam", "guided_backprop", "layercam"], targets=[0], layer="features"
+    )
     expected = result.get("guided_backprop", 0).raw * result.get("layercam", 0).raw
     np.testing.assert_allclose(result.get("guided_layercam", 0).raw, expected, rtol=1e-5, atol=1e-10)
     assert explainers.method_info("guided_scorecam").slow

@@ -16,31 +16,34 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Self
+from typing import Self
 
 import numpy as np
 import pytest
+from results_page import tiles_of  # noqa: E402
+from servers import free_port, running_app
 
-import app
+import app  # noqa: E402
 import explainers
 import models
-from servers import free_port, running_app
+from explainers import export  # noqa: E402
+from webapp import state, values  # noqa: E402
 
 psutil = pytest.importorskip("psutil")
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted((ROOT / "assets").glob("*.jpg"))
 MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
-FAST = [["gradcam"], ["layercam", "gradcam++"], ["eigencam"], ["guided_gradcam"], ["gradient"],
-        ["gradcam", "layercam"]]
+FAST = [["gradcam"], ["layercam", "gradcam++"], ["eigencam"], ["guided_gradcam"], ["gradient"], ["gradcam", "layercam"]]
 USERS = 8
 REQUESTS = 96
-WINDOW = 20                 # requests compared for memory growth (first vs last)
+WINDOW = 20  # requests compared for memory growth (first vs last)
 MAX_GROWTH_MB = 150
 DEADLINE_S = 420
 
@@ -58,23 +61,32 @@ class Request:
 def plan(seed: int = 0) -> list[Request]:
     """A reproducible mix of images, models, fast methods and top-k; every 16th is Ablation-CAM."""
     rng = random.Random(seed)
-    return [Request(rng.choice(IMAGES), rng.choice(MODELS),
-                    ("ablationcam",) if i % 16 == 15 else tuple(rng.choice(FAST)), rng.randint(1, 2))
-            for i in range(REQUESTS)]
+    return [
+        Request(
+            rng.choice(IMAGES),
+            rng.choice(MODELS),
+            ("ablationcam",) if i % 16 == 15 else tuple(rng.choice(FAST)),
+            rng.randint(1, 2),
+        )
+        for i in range(REQUESTS)
+    ]
 
 
 @contextmanager
-def app_server(log: Path, env_extra: dict[str, str] | None = None
-               ) -> Iterator[tuple[str, psutil.Process]]:
+def app_server(log: Path, env_extra: dict[str, str] | None = None) -> Iterator[tuple[str, psutil.Process]]:
     """`python app.py` in its own process (its memory is measured alone) on a free local port,
     with env_extra in its environment: yields (url, process); prints the tail of its log after."""
     import httpx
 
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_NAME": "127.0.0.1",
-           **(env_extra or {})}
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=log.open("w"), stderr=subprocess.STDOUT)
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_NAME": "127.0.0.1", **(env_extra or {})}
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline and process.poll() is None:
@@ -105,8 +117,7 @@ class Sampler:
     """Samples measure() every `period` seconds in the background, labelled with the number of
     finished requests."""
 
-    def __init__(self, measure: Callable[[], int], finished: Callable[[], int],
-                 period: float = 0.1) -> None:
+    def __init__(self, measure: Callable[[], int], finished: Callable[[], int], period: float = 0.1) -> None:
         self.measure, self.finished, self.period, self.samples = measure, finished, period, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -140,14 +151,20 @@ def call(client, request: Request, timeout: float | None = None) -> tuple[dict, 
     from its download zip."""
     from gradio_client import handle_file
 
-    job = client.submit(image=handle_file(str(request.image)), model=request.model,
-                        methods=list(request.methods), top_k=request.top_k,
-                        classes=list(request.classes), counterfactual=request.counterfactual,
-                        api_name="/explain")
+    job = client.submit(
+        image=handle_file(str(request.image)),
+        model=request.model,
+        methods=list(request.methods),
+        top_k=request.top_k,
+        classes=list(request.classes),
+        counterfactual=request.counterfactual,
+        api_name="/explain",
+    )
     archive = job.result(timeout=timeout)[2]
+    stem = export.stem_of(Path(request.image).name)
     with zipfile.ZipFile(archive) as zf:
-        info = json.loads(zf.read("predictions.json"))
-        with np.load(io.BytesIO(zf.read("maps.npz"))) as npz:
+        info = json.loads(zf.read(f"{stem}.json"))
+        with np.load(io.BytesIO(zf.read(f"{stem}_maps.npz"))) as npz:
             return info, dict(npz)
 
 
@@ -156,11 +173,17 @@ def explain_alone(request: Request) -> explainers.Explanation:
     """explainers.explain run here, alone, on the request's preprocessed image (classes named
     in the request are found with Classifier.search_classes, first match)."""
     classifier = models.load(request.model, "cpu")
-    x = classifier.preprocess(app.load_image(str(request.image)))
+    x = classifier.preprocess(values.load_image(str(request.image)))
     targets = [classifier.search_classes(name, limit=1)[0][0] for name in request.classes]
-    return explainers.explain(classifier, x, list(request.methods), top_k=request.top_k,
-                              targets=targets or None, layer=classifier.default_layer,
-                              counterfactual=request.counterfactual)
+    return explainers.explain(
+        classifier,
+        x,
+        list(request.methods),
+        top_k=request.top_k,
+        targets=targets or None,
+        layer=classifier.default_layer,
+        counterfactual=request.counterfactual,
+    )
 
 
 def check_alone(request: Request, info: dict, maps: dict) -> None:
@@ -168,12 +191,13 @@ def check_alone(request: Request, info: dict, maps: dict) -> None:
     alone = explain_alone(request)
     assert info["model"] == request.model and info["methods"] == list(request.methods)
     assert info["counterfactual"] == request.counterfactual
-    assert info["explained_classes"] == alone.targets[0]
+    assert [t["class"] for t in info["targets"]] == alone.targets[0]
     for m in alone.maps:
-        key = f"{m.method}__{m.target}"
-        np.testing.assert_allclose(maps[key + "__map"], m.map, atol=2e-3, err_msg=key)
-        np.testing.assert_allclose(maps[key + "__raw"], m.raw, rtol=1e-3,
-                                   atol=1e-3 * float(np.abs(m.raw).max()), err_msg=key)
+        key = export.map_key(m)
+        np.testing.assert_allclose(maps[key + "/map"], m.map, atol=2e-3, err_msg=key)
+        np.testing.assert_allclose(
+            maps[key + "/raw"], m.raw, rtol=1e-3, atol=1e-3 * float(np.abs(m.raw).max()), err_msg=key
+        )
 
 
 def warm_up(client, fast: Iterable[str]) -> None:
@@ -215,12 +239,20 @@ def test_eight_users_get_their_own_answers_fast_and_without_leaks(server):
     first = memory.typical_mb(0, WINDOW)
     last = memory.typical_mb(len(requests) - WINDOW, len(requests))
     growth = last - first
-    report = {"users": USERS, "requests": len(requests), "wall_s": round(wall, 1),
-              "throughput_per_s": round(len(requests) / wall, 2), "p50_s": round(float(p50), 3),
-              "p95_s": round(float(p95), 3), "max_s": round(max(latencies), 3),
-              "rss_first_window_mb": round(first), "rss_last_window_mb": round(last),
-              "rss_growth_mb": round(growth, 1), "models": MODELS,
-              "cpu_count": os.cpu_count()}
+    report = {
+        "users": USERS,
+        "requests": len(requests),
+        "wall_s": round(wall, 1),
+        "throughput_per_s": round(len(requests) / wall, 2),
+        "p50_s": round(float(p50), 3),
+        "p95_s": round(float(p95), 3),
+        "max_s": round(max(latencies), 3),
+        "rss_first_window_mb": round(first),
+        "rss_last_window_mb": round(last),
+        "rss_growth_mb": round(growth, 1),
+        "models": MODELS,
+        "cpu_count": os.cpu_count(),
+    }
     (ROOT / "artifacts").mkdir(exist_ok=True)
     (ROOT / "artifacts" / "load_test.json").write_text(json.dumps(report, indent=2) + "\n")
     print("\nload test:", json.dumps(report))
@@ -236,7 +268,7 @@ def test_requests_queue_two_engine_runs_at_a_time(monkeypatch):
     assert explain.queue and explain.concurrency_id == "engine"
     assert demo._queue.default_concurrency_limit == 2 and demo._queue.max_size == 32
     active, peak, lock = [0], [0], threading.Lock()
-    real = app.compute
+    real = state.compute
 
     def counted(*args, **kwargs):
         with lock:
@@ -249,14 +281,18 @@ def test_requests_queue_two_engine_runs_at_a_time(monkeypatch):
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(app, "compute", counted)
+    monkeypatch.setattr(state, "compute", counted)
     with running_app(demo) as url:
+
         def one(_: int) -> int:
-            return len(Client(url, verbose=False).predict(
-                image=handle_file(str(IMAGES[0])), methods=["gradcam"], top_k=1,
-                api_name="/explain")[0])
+            return len(
+                tiles_of(
+                    Client(url, verbose=False).predict(
+                        image=handle_file(str(IMAGES[0])), methods=["gradcam"], top_k=1, api_name="/explain"
+                    )[0]
+                )
+            )
 
         with ThreadPoolExecutor(6) as pool:
             assert list(pool.map(one, range(6))) == [2] * 6
     assert peak[0] == 2
-

@@ -1,5 +1,6 @@
 """Deletion / insertion, Average Drop / Increase and the grid pointing game on models whose evidence
 is known exactly."""
+
 from __future__ import annotations
 
 import math
@@ -7,12 +8,17 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import explainers
-from explainers.metrics import (ConfidenceChange, area, confidence_change, deletion_insertion,
-                                gaussian_blur, saliency_ranks)
+from explainers.metrics import (
+    ConfidenceChange,
+    area,
+    confidence_change,
+    deletion_insertion,
+    gaussian_blur,
+    saliency_ranks,
+)
 from explainers.metrics_pointing import cell_box, pointing_grid, pointing_score
 
 SIZE, SCALE = 32, 40.0
@@ -24,7 +30,7 @@ class RegionEvidence(nn.Module):
     """Two classes: logit 0 = SCALE * (mean of x over the region - 0.5), logit 1 = 0."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        evidence = x[:, :, TOP:TOP + SIDE, LEFT:LEFT + SIDE].mean(dim=(1, 2, 3))
+        evidence = x[:, :, TOP : TOP + SIDE, LEFT : LEFT + SIDE].mean(dim=(1, 2, 3))
         return torch.stack([SCALE * (evidence - 0.5), torch.zeros_like(evidence)], dim=1)
 
 
@@ -40,7 +46,7 @@ class RegionContrast(nn.Module):
 
 def region_mask() -> torch.Tensor:
     mask = torch.zeros(SIZE, SIZE)
-    mask[TOP:TOP + SIDE, LEFT:LEFT + SIDE] = 1
+    mask[TOP : TOP + SIDE, LEFT : LEFT + SIDE] = 1
     return mask
 
 
@@ -53,8 +59,9 @@ def sigmoid(v: float) -> float:
 
 
 def curves_of(maps: list[torch.Tensor], **kwargs):
-    return deletion_insertion(RegionEvidence(), region_image(), torch.stack(maps), [0] * len(maps),
-                              steps=STEPS, **kwargs)
+    return deletion_insertion(
+        RegionEvidence(), region_image(), torch.stack(maps), [0] * len(maps), steps=STEPS, **kwargs
+    )
 
 
 def test_a_map_on_the_evidence_deletes_and_inserts_it_in_one_step():
@@ -68,7 +75,7 @@ def test_a_map_on_the_evidence_deletes_and_inserts_it_in_one_step():
     perfect_insertion, anti_insertion = curves.insertion
     # The blurred region keeps less than 0.18 of its mean (kernel 11, sigma 5): logit < -12.8.
     assert perfect_insertion[0] < sigmoid(SCALE * (0.18 - 0.5))
-    blurred_evidence = float(gaussian_blur(region_image())[:, :, TOP:TOP + SIDE, LEFT:LEFT + SIDE].mean())
+    blurred_evidence = float(gaussian_blur(region_image())[:, :, TOP : TOP + SIDE, LEFT : LEFT + SIDE].mean())
     assert perfect_insertion[0] == pytest.approx(sigmoid(SCALE * (blurred_evidence - 0.5)), rel=1e-4)
     assert perfect_insertion[1:].min() > 1 - 1e-8
     assert anti_insertion[:-1].max() < sigmoid(SCALE * (0.18 - 0.5)) and anti_insertion[-1] > 1 - 1e-8
@@ -131,7 +138,7 @@ def test_gaussian_blur_is_the_normalised_separable_kernel():
     delta = torch.zeros(1, 3, 21, 21)
     delta[:, :, 10, 10] = 1
     offsets = torch.arange(-5, 6, dtype=torch.float32)
-    kernel = torch.exp(-offsets ** 2 / 50)
+    kernel = torch.exp(-(offsets**2) / 50)
     expected = torch.outer(kernel, kernel) / kernel.sum() ** 2
     blurred = gaussian_blur(delta, 11, 5.0)
     torch.testing.assert_close(blurred[0, 1, 5:16, 5:16], expected)
@@ -144,8 +151,7 @@ def test_average_drop_and_increase_in_constructed_cases():
     same = confidence_change(RegionEvidence(), x, [torch.ones(SIZE, SIZE)], [0])
     assert same.average_drop == pytest.approx(0.0, abs=1e-9) and same.increase_in_confidence == 0.0
     # Everything masked: O = sigmoid(-20); half masked: the region's mean is 0.5, O = 0.5.
-    change = confidence_change(RegionEvidence(), x, [torch.zeros(SIZE, SIZE), torch.full((SIZE, SIZE), 0.5)],
-                               [0, 0])
+    change = confidence_change(RegionEvidence(), x, [torch.zeros(SIZE, SIZE), torch.full((SIZE, SIZE), 0.5)], [0, 0])
     np.testing.assert_allclose(change.original, [y, y])
     np.testing.assert_allclose(change.explained, [sigmoid(-SCALE / 2), 0.5], rtol=1e-5)
     expected = ((y - sigmoid(-SCALE / 2)) / y + (y - 0.5) / y) / 2 * 100
@@ -162,9 +168,14 @@ def test_average_drop_and_increase_in_constructed_cases():
 
 # ----------------------------------------------------------------------------- pointing game
 
+
 def test_cells_tile_the_image_even_for_odd_sizes():
     assert [cell_box(c, (224, 224)) for c in range(4)] == [
-        (0, 112, 0, 112), (0, 112, 112, 224), (112, 224, 0, 112), (112, 224, 112, 224)]
+        (0, 112, 0, 112),
+        (0, 112, 112, 224),
+        (112, 224, 0, 112),
+        (112, 224, 112, 224),
+    ]
     covered = torch.zeros(7, 5)
     for c in range(4):
         top, bottom, left, right = cell_box(c, (7, 5))
@@ -218,7 +229,8 @@ class ChannelEvidence(nn.Module):
 def test_gradcam_on_a_grid_of_one_class_per_cell_points_at_each_cell():
     images = torch.eye(4).view(4, 4, 1, 1).expand(4, 4, 16, 16).clone()  # image c: channel c is 1
     grid = pointing_grid(images)
-    result = explainers.explain(ChannelEvidence(), grid, ["gradcam", "gradient"], targets=[0, 1, 2, 3],
-                                layer="features")
+    result = explainers.explain(
+        ChannelEvidence(), grid, ["gradcam", "gradient"], targets=[0, 1, 2, 3], layer="features"
+    )
     for method in ("gradcam", "gradient"):
         assert [pointing_score(result.get(method, c).raw, c) for c in range(4)] == [1.0] * 4

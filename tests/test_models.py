@@ -54,12 +54,28 @@ def test_available_models_lists_embedded_and_torchvision_zoo():
     assert models.DEFAULT_MODEL == "efficientnet_lite0"
     assert list(infos)[:3] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert [infos[f"efficientnet_lite{i}"].input_size for i in range(3)] == [(224, 224), (240, 240), (260, 260)]
-    assert all(infos[f"efficientnet_lite{i}"].ready and infos[f"efficientnet_lite{i}"].source == "embedded"
-               for i in range(3))
-    for name in ("resnet18", "resnet50", "vgg16", "alexnet", "densenet121", "mobilenet_v3_large",
-                 "efficientnet_b0", "convnext_tiny", "googlenet"):
+    assert all(
+        infos[f"efficientnet_lite{i}"].ready and infos[f"efficientnet_lite{i}"].source == "embedded" for i in range(3)
+    )
+    for name in (
+        "resnet18",
+        "resnet50",
+        "vgg16",
+        "alexnet",
+        "densenet121",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "googlenet",
+    ):
         assert infos[name].source == "torchvision" and infos[name].input_size == (224, 224)
         assert name in infos[name].description
+    timm_names = [name for name, info in infos.items() if info.source == "timm"]
+    assert timm_names[:3] == [
+        "timm:vit_base_patch16_224",
+        "timm:deit_small_patch16_224",
+        "timm:swin_tiny_patch4_window7_224",
+    ]
 
 
 def test_unknown_name_is_a_model_error_listing_the_names():
@@ -100,11 +116,16 @@ def test_preprocessing_matches_torchvision_transforms(size):
 
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    weights = ResNet50_Weights.IMAGENET1K_V2   # resize 232, crop 224, bilinear
+    weights = ResNet50_Weights.IMAGENET1K_V2  # resize 232, crop 224, bilinear
     torch.testing.assert_close(preprocessing_of(weights)(image)[0], weights.transforms()(image))
-    lite = transforms.Compose([transforms.Resize(274, transforms.InterpolationMode.BICUBIC),
-                               transforms.CenterCrop(240), transforms.ToTensor(),
-                               transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+    lite = transforms.Compose(
+        [
+            transforms.Resize(274, transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(240),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,) * 3, (0.5,) * 3),
+        ]
+    )
     torch.testing.assert_close(VARIANTS["efficientnet_lite1"].preprocessing(image)[0], lite(image))
 
 
@@ -151,7 +172,7 @@ def test_load_is_cached_per_name_and_device_with_lru_eviction(monkeypatch):
     assert models.load("m0").device == (torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu"))
     for i in range(1, registry.CACHE_SIZE + 1):
         models.load(f"m{i}", "cpu")
-    assert models.load("m0", "cpu") is not first            # evicted as least recently used
+    assert models.load("m0", "cpu") is not first  # evicted as least recently used
     again = models.load("m0", "cpu")
     assert models.load("m0", "cpu") is again
     models.clear_cache()

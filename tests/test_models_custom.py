@@ -5,8 +5,8 @@ import os
 import pickle
 
 import pytest
-from PIL import Image
 import torch
+from PIL import Image
 
 import models
 
@@ -56,8 +56,9 @@ def test_load_custom_safetensors_json_names_and_own_preprocessing(tmp_path):
     save_file(weights, str(tmp_path / "model.safetensors"))
     (tmp_path / "names.json").write_text(json.dumps(["ok", "defect"]))
     preprocessing = models.Preprocessing(160, (128, 128), interpolation="bicubic")
-    classifier = models.load_custom("timm:resnet18", tmp_path / "model.safetensors", tmp_path / "names.json",
-                                    "cpu", preprocessing=preprocessing)
+    classifier = models.load_custom(
+        "timm:resnet18", tmp_path / "model.safetensors", tmp_path / "names.json", "cpu", preprocessing=preprocessing
+    )
     assert classifier.labels == ["ok", "defect"] and classifier.input_size == (128, 128)
     assert classifier.layers[-1].shape == (512, 4, 4)
 
@@ -95,8 +96,11 @@ def test_mismatched_checkpoint_lists_the_problems(tmp_path, names, resnet18_3):
     partial = {k: v for k, v in resnet18_3.items() if not k.startswith("layer4")}
     partial["extra.weight"] = torch.zeros(1)
     torch.save(partial, tmp_path / "partial.pth")
-    with pytest.raises(models.ModelError, match=r"missing keys \(\d+\): layer4\..*, \.\.\..*unexpected keys \(1\): "
-                                                r"extra\.weight"):
+    with pytest.raises(
+        models.ModelError,
+        match=r"missing keys \(\d+\): layer4\..*, \.\.\..*unexpected keys \(1\): "
+        r"extra\.weight",
+    ):
         models.load_custom("resnet18", tmp_path / "partial.pth", names, device="cpu")
 
 

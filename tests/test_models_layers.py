@@ -1,4 +1,4 @@
-"""models.layers: spatial-layer discovery and the default CAM layer, on randomly initialised networks."""
+"""models.layers: spatial- and token-layer discovery and the default CAM layer, on randomly initialised networks."""
 
 import pytest
 import torch
@@ -6,9 +6,15 @@ import torch
 import models
 
 EXPECTED_DEFAULTS = {
-    "resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "alexnet": "features.11",
-    "densenet121": "features", "mobilenet_v3_large": "features", "efficientnet_b0": "features",
-    "convnext_tiny": "features", "googlenet": "inception5b",
+    "resnet18": "layer4",
+    "resnet50": "layer4",
+    "vgg16": "features.29",
+    "alexnet": "features.11",
+    "densenet121": "features",
+    "mobilenet_v3_large": "features",
+    "efficientnet_b0": "features",
+    "convnext_tiny": "features",
+    "googlenet": "inception5b",
 }
 
 
@@ -50,15 +56,15 @@ def test_resnet_layers_shapes_order_and_ambiguous_modules():
     assert resnet18["conv1"].shape == (64, 112, 112)
     assert list(resnet18).index("layer4.1") < list(resnet18).index("layer4")
     assert list(resnet18).index("layer1") < list(resnet18).index("layer2")
-    assert "avgpool" not in resnet18                            # 1x1 output is not spatial
+    assert "avgpool" not in resnet18  # 1x1 output is not spatial
     resnet50 = [layer.name for layer in models.discover_layers(torchvision_net("resnet50"))]
-    assert "layer1.0.conv3" in resnet50 and "layer1.0.relu" not in resnet50   # relu runs 3x per block
+    assert "layer1.0.conv3" in resnet50 and "layer1.0.relu" not in resnet50  # relu runs 3x per block
 
 
 def test_pooling_outputs_are_not_default_candidates():
     alexnet = {layer.name: layer for layer in models.discover_layers(torchvision_net("alexnet"))}
     assert alexnet["features.12"].pooled and alexnet["features.12"].kind == "MaxPool2d"
-    assert alexnet["features"].pooled and alexnet["avgpool"].pooled     # the container returns the pool output
+    assert alexnet["features"].pooled and alexnet["avgpool"].pooled  # the container returns the pool output
     assert not alexnet["features.11"].pooled and not alexnet["features.10"].pooled
 
 
@@ -85,7 +91,46 @@ def test_discovery_restores_mode_and_removes_hooks_on_failure():
 def test_a_model_without_spatial_layers_has_no_default():
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 5))
     assert models.discover_layers(mlp, (16, 16)) == []
-    with pytest.raises(models.ModelError, match="no spatial feature map"):
+    with pytest.raises(models.ModelError, match="no spatial feature map or token layer"):
         models.default_layer([])
     classifier = models.Classifier("mlp", mlp, list("abcde"), models.Preprocessing(16, (16, 16)), "cpu")
-    assert classifier.layers == [] and classifier.default_layer is None
+    assert classifier.layers == [] and classifier.default_layer is None and classifier.default_layer_reason is None
+
+
+def test_vit_token_layers_are_listed_as_grids_with_the_block_norm_as_default():
+    from token_nets import tiny_vit
+
+    layers = {layer.name: layer for layer in models.discover_layers(tiny_vit(reg_tokens=4), (96, 96))}
+    norm1 = layers["blocks.1.norm1"]
+    assert norm1.shape == (48, 6, 6) and norm1.layout == "tokens" and norm1.prefix_tokens == 5
+    assert norm1.kind == "LayerNorm" and norm1.is_token_layer
+    assert layers["blocks.0.mlp.fc1"].shape == (192, 6, 6)
+    assert layers["patch_embed.proj"].layout == "grid" and not layers["patch_embed.proj"].is_token_layer
+    assert layers["patch_embed"].prefix_tokens == 0 and layers["norm"].prefix_tokens == 5
+    name, reason = models.default_layer_choice(list(layers.values()))
+    assert name == "blocks.1.norm1" and "class token" in reason and "pytorch-grad-cam" in reason
+    assert models.default_layer_reason(list(layers.values())) == reason
+
+
+def test_swin_channels_last_and_token_layers_and_its_default():
+    from token_nets import tiny_swin
+
+    net = tiny_swin()
+    layers = {layer.name: layer for layer in models.discover_layers(net, (64, 64))}
+    block, norm2 = layers["layers.1.blocks.1"], layers["layers.1.blocks.1.norm2"]
+    assert block.layout == "channels_last" and block.shape == (48, 8, 8)
+    assert norm2.layout == "tokens" and norm2.shape == (48, 8, 8) and norm2.prefix_tokens == 0
+    assert layers["patch_embed"].shape == (24, 16, 16)
+    assert "layers.0.blocks.0.attn" not in layers  # attention windows, not the batch
+    name, reason = models.default_layer_choice(list(layers.values()))
+    assert name == "layers.1.blocks.1.norm2" and "8 x 8" in reason
+    assert no_hooks_left(net)
+
+
+def test_channels_last_layers_inside_a_cnn_are_read_channels_first_and_the_default_is_unchanged():
+    layers = {layer.name: layer for layer in models.discover_layers(torchvision_net("convnext_tiny"))}
+    assert layers["features.1.0.block.2"].layout == "channels_last"  # LayerNorm after a Permute
+    assert layers["features.1.0.block.2"].shape == (96, 56, 56)
+    assert layers["features.1.0.block.0"].layout == "grid" and layers["features.1.0.block.0"].shape == (96, 56, 56)
+    name, reason = models.default_layer_choice(list(layers.values()))
+    assert name == "features" and "before pooling" in reason

@@ -110,8 +110,9 @@ def test_timm_model_offline_then_from_a_placed_file(hub):
     classifier = models.load("timm:resnet18.a1_in1k", "cpu")
     torch.testing.assert_close(classifier.module.state_dict()["fc.weight"], weights["fc.weight"])
     assert classifier.labels == models.imagenet_labels() and classifier.default_layer == "layer4"
-    assert classifier.preprocessing == models.Preprocessing(235, (224, 224), (0.485, 0.456, 0.406),
-                                                            (0.229, 0.224, 0.225), "bicubic")
+    assert classifier.preprocessing == models.Preprocessing(
+        235, (224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bicubic"
+    )
 
 
 def test_unknown_timm_names_are_model_errors(hub):
@@ -125,5 +126,94 @@ def test_torchvision_preprocessing_uses_the_weights_transforms():
     from torchvision.models import get_model_weights
 
     weights = get_model_weights("efficientnet_b0").DEFAULT
-    assert torchvision_zoo.preprocessing_of(weights) == models.Preprocessing(256, (224, 224),
-                                                                             interpolation="bicubic")
+    assert torchvision_zoo.preprocessing_of(weights) == models.Preprocessing(256, (224, 224), interpolation="bicubic")
+
+
+CURATED_TIMM = [
+    "vit_base_patch16_224",
+    "deit_small_patch16_224",
+    "swin_tiny_patch4_window7_224",
+    "convnext_tiny",
+    "efficientnetv2_rw_s",
+]
+
+
+def test_curated_timm_models_are_listed_as_downloads_on_first_use(hub):
+    infos = {info.name: info for info in models.available_models()}
+    for name in CURATED_TIMM:
+        info = infos[f"timm:{name}"]
+        assert info.source == "timm" and not info.ready and "MB download on first use" in info.description
+    assert infos["timm:efficientnetv2_rw_s"].input_size == (288, 288)
+    assert infos["timm:swin_tiny_patch4_window7_224"].input_size == (224, 224)
+
+
+@pytest.mark.parametrize("name", CURATED_TIMM)
+def test_curated_timm_download_sizes_are_their_float32_weights(name):
+    import timm
+
+    with torch.device("meta"):
+        module = timm.create_model(name, pretrained=False)
+    megabytes = sum(p.numel() for p in module.state_dict().values()) * 4 / 1e6
+    assert abs(megabytes - timm_zoo.CURATED[name][1]) <= 1.5
+
+
+def test_curated_timm_transformer_loads_from_a_placed_file(hub):
+    import timm
+    from safetensors.torch import save_file
+
+    with pytest.raises(models.ModelNotAvailableError, match="deit_small_patch16_224"):
+        models.load("timm:deit_small_patch16_224", "cpu")
+    torch.manual_seed(0)
+    weights = timm.create_model("deit_small_patch16_224", pretrained=False).state_dict()
+    target = timm_zoo.local_weights_path("deit_small_patch16_224")
+    target.parent.mkdir(parents=True)
+    save_file(weights, str(target))
+    info = {info.name: info for info in models.available_models()}["timm:deit_small_patch16_224"]
+    assert info.ready and "cached" in info.description
+    classifier = models.load("timm:deit_small_patch16_224", "cpu")
+    torch.testing.assert_close(classifier.module.state_dict()["head.weight"], weights["head.weight"])
+    assert classifier.default_layer == "blocks.11.norm1" and "class token" in classifier.default_layer_reason
+    assert classifier.preprocessing == models.Preprocessing(248, (224, 224), interpolation="bicubic")  # crop_pct 0.9
+
+
+@pytest.mark.parametrize("name", CURATED_TIMM + ["vit_base_patch16_clip_224.openai", "convnext_tiny.in12k_ft_in1k_384"])
+def test_timm_preprocessing_equals_timm_create_transform(name):
+    """Our PIL preprocessing of a timm model equals timm's own eval transform (crop_pct, crop_mode,
+    interpolation, mean, std), for several image shapes."""
+    import numpy as np
+    import timm
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    module = timm.create_model(name, pretrained=False)
+    config = resolve_data_config(model=module)
+    ours, theirs = timm_zoo.preprocessing_of(module), create_transform(**config)
+    assert ours.crop_mode == (config.get("crop_mode") or "center")
+    assert ours.crop_mode == "squash" or "384" not in name
+    rng = np.random.default_rng(0)
+    for width, height in ((517, 333), (200, 640), (256, 256)):
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        torch.testing.assert_close(ours(image)[0], theirs(image))
+
+
+@pytest.mark.parametrize("mode", ["squash", "border"])
+def test_timm_crop_modes_equal_timm_transforms(mode):
+    import numpy as np
+    from PIL import Image
+    from timm.data import create_transform
+
+    config = dict(
+        input_size=(3, 224, 224),
+        crop_pct=0.9,
+        crop_mode=mode,
+        interpolation="bicubic",
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
+    )
+    ours = models.Preprocessing.from_crop_pct((224, 224), 0.9, config["mean"], config["std"], "bicubic", mode)
+    theirs = create_transform(**config)
+    rng = np.random.default_rng(1)
+    for width, height in ((517, 333), (200, 640), (90, 100)):
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        torch.testing.assert_close(ours(image)[0], theirs(image))
+        assert ours.crop(image).size == (224, 224)

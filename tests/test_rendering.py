@@ -26,13 +26,15 @@ r = _load_rendering()
 
 
 def test_importable_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import importlib.util as u\n"
-            f"s = u.spec_from_file_location('rendering', {str(RENDERING)!r})\n"
-            "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
-            "import numpy as np\n"
-            "m.overlay(m.Image.new('RGB', (8, 8)), np.ones((4, 4)))\n"
-            "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import importlib.util as u\n"
+        f"s = u.spec_from_file_location('rendering', {str(RENDERING)!r})\n"
+        "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
+        "import numpy as np\n"
+        "m.overlay(m.Image.new('RGB', (8, 8)), np.ones((4, 4)))\n"
+        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -126,9 +128,13 @@ def _solid_tiles(rows, cols, size=224):
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 4)])
 def test_grid_layout(rows, cols):
     colours, tiles = _solid_tiles(rows, cols)
-    out = r.grid(tiles, [f"{i} class number {i}\np = 0.5" for i in range(rows)],
-                 ["input"] + [f"Method {j}" for j in range(1, cols)], title="a title",
-                 tile_captions=[[f"{j} s" for j in range(cols)] for _ in range(rows)])
+    out = r.grid(
+        tiles,
+        [f"{i} class number {i}\np = 0.5" for i in range(rows)],
+        ["input"] + [f"Method {j}" for j in range(1, cols)],
+        title="a title",
+        tile_captions=[[f"{j} s" for j in range(cols)] for _ in range(rows)],
+    )
     assert out.mode == "RGB"
     assert cols * 224 < out.width < cols * 224 + 320 + 20 * cols
     assert rows * 224 < out.height < rows * 224 + 120 + 60 * rows

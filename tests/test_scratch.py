@@ -47,8 +47,13 @@ def test_trim_deletes_oldest_files_beyond_the_cap_and_old_files(tmp_path):
 
 
 def _python(code: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 CLAIM = """

@@ -3,7 +3,7 @@
 Run apart from the quick suite (``pytest -m soak``). Loopback only and bounded by a deadline.
 The issue's bar: 0 errors, 0 wrong answers (each checked against the engine alone), the server's
 RSS over the last 50 requests at most 5 % above the first 50 after warm-up, and the app's
-temporary files (all under EXPLAIN_APP_TEMP, none outside it) never above app.TEMP_MAX_BYTES.
+temporary files (all under EXPLAIN_APP_TEMP, none outside it) never above webapp.config.TEMP_MAX_BYTES.
 The figures go to artifacts/soak.json.
 """
 
@@ -21,26 +21,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_load import IMAGES, MODELS, ROOT, Memory, Request, Sampler, app_server, call, check_alone, warm_up
 
-import app
 import explainers
-from test_load import (IMAGES, MODELS, ROOT, Memory, Request, Sampler, app_server, call,
-                       check_alone, warm_up)
+from webapp import config
 
 pytestmark = pytest.mark.soak
 
-FAST = ["gradcam", "gradcam++", "layercam", "eigencam", "xgradcam", "hirescam", "guided_gradcam",
-        "gradient"]
+FAST = ["gradcam", "gradcam++", "layercam", "eigencam", "xgradcam", "hirescam", "guided_gradcam", "gradient"]
 REQUESTS = 300
-WARM = app.SESSIONS         # new sessions before measuring: Gradio's session LRU and the result
-                            # store are full by then (steady state), so the windows compare alike
-WINDOW = 50                 # requests compared for memory growth (first vs last)
-MAX_GROWTH = 0.05           # RSS of the last WINDOW over the first WINDOW, at most +5 %
-PARALLEL = 2                # sessions in flight at once (the app runs 2 engine calls at a time)
-DEADLINE_S = 1100           # for all requests; then the test fails with what it had
+WARM = config.SESSIONS  # new sessions before measuring: Gradio's session LRU and the result
+# store are full by then (steady state), so the windows compare alike
+WINDOW = 50  # requests compared for memory growth (first vs last)
+MAX_GROWTH = 0.05  # RSS of the last WINDOW over the first WINDOW, at most +5 %
+PARALLEL = 2  # sessions in flight at once (the app runs 2 engine calls at a time)
+DEADLINE_S = 1100  # for all requests; then the test fails with what it had
 SEED = 0
-# The app's cap on its temporary files; 512 MiB stands in until app.py defines TEMP_MAX_BYTES.
-TEMP_CAP = getattr(app, "TEMP_MAX_BYTES", 512 * 2**20)
+TEMP_CAP = config.TEMP_MAX_BYTES  # the app's cap on its temporary files
 
 
 def plan(seed: int = SEED) -> list[Request]:
@@ -50,13 +47,10 @@ def plan(seed: int = SEED) -> list[Request]:
     rng = random.Random(seed)
 
     def one(index: int) -> Request:
-        methods = (("ablationcam",) if index % 25 == 24
-                   else tuple(rng.sample(FAST, rng.randint(1, 2))))
+        methods = ("ablationcam",) if index % 25 == 24 else tuple(rng.sample(FAST, rng.randint(1, 2)))
         classes = ("espresso",) if rng.random() < 0.125 else ()
-        why_not = rng.random() < 0.125 and all(explainers.METHODS[m].counterfactual
-                                               for m in methods)
-        return Request(rng.choice(IMAGES), rng.choice(MODELS), methods, rng.randint(1, 3),
-                       classes, why_not)
+        why_not = rng.random() < 0.125 and all(explainers.METHODS[m].counterfactual for m in methods)
+        return Request(rng.choice(IMAGES), rng.choice(MODELS), methods, rng.randint(1, 3), classes, why_not)
 
     return [one(index) for index in range(WARM + REQUESTS)]
 
@@ -128,8 +122,13 @@ def test_300_new_sessions_keep_memory_and_temp_files_flat(tmp_path, monkeypatch)
         outside = Sampler(lambda: tree_bytes(system_temp), lambda: answered[0], period=1.0)
         inside = Sampler(lambda: tree_bytes(temp), lambda: answered[0], period=1.0)
         started = time.time()
-        with (Memory(process, lambda: answered[0]) as memory, inside, outside,
-              ThreadPoolExecutor(4) as closer, ThreadPoolExecutor(PARALLEL) as pool):
+        with (
+            Memory(process, lambda: answered[0]) as memory,
+            inside,
+            outside,
+            ThreadPoolExecutor(4) as closer,
+            ThreadPoolExecutor(PARALLEL) as pool,
+        ):
             list(pool.map(one, range(len(requests)), [started + DEADLINE_S] * len(requests)))
         wall = time.time() - started
         temp_after = tree_bytes(temp)
@@ -143,25 +142,44 @@ def test_300_new_sessions_keep_memory_and_temp_files_flat(tmp_path, monkeypatch)
     temp_max = max([b for _, b in inside.samples] + [temp_after])
     outside_max = max([b for _, b in outside.samples] + [0])
     p50, p95 = np.percentile(latencies, [50, 95])
-    report = {"requests": len(requests) - WARM, "warm_up_sessions": WARM, "answered": n,
-              "parallel": PARALLEL, "seed": SEED,
-              "errors": len(errors), "wrong": len(wrong), "wall_s": round(wall, 1),
-              "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3),
-              "max_s": round(max(latencies), 3),
-              f"rss_first_{WINDOW}_mb": round(first, 1), f"rss_last_{WINDOW}_mb": round(last, 1),
-              "rss_ratio": round(last / first, 4), "temp_max_bytes": temp_max,
-              "temp_after_bytes": temp_after, "temp_cap_bytes": TEMP_CAP,
-              "temp_cap_defined_by_app": hasattr(app, "TEMP_MAX_BYTES"),
-              "outside_temp_max_bytes": outside_max, "models": MODELS,
-              "cpu_count": os.cpu_count(), "first_errors": errors[:3], "first_wrong": wrong[:3]}
+    report = {
+        "requests": len(requests) - WARM,
+        "warm_up_sessions": WARM,
+        "answered": n,
+        "parallel": PARALLEL,
+        "seed": SEED,
+        "errors": len(errors),
+        "wrong": len(wrong),
+        "wall_s": round(wall, 1),
+        "p50_s": round(float(p50), 3),
+        "p95_s": round(float(p95), 3),
+        "max_s": round(max(latencies), 3),
+        f"rss_first_{WINDOW}_mb": round(first, 1),
+        f"rss_last_{WINDOW}_mb": round(last, 1),
+        "rss_ratio": round(last / first, 4),
+        "temp_max_bytes": temp_max,
+        "temp_after_bytes": temp_after,
+        "temp_cap_bytes": TEMP_CAP,
+        "outside_temp_max_bytes": outside_max,
+        "models": MODELS,
+        "cpu_count": os.cpu_count(),
+        "first_errors": errors[:3],
+        "first_wrong": wrong[:3],
+    }
     (ROOT / "artifacts").mkdir(exist_ok=True)
     (ROOT / "artifacts" / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
     print("\nsoak test:", json.dumps(report))
-    failed = [what for what, ok in [
-        (f"the deadline ({DEADLINE_S} s) passed", n == len(requests)),
-        ("errors", not errors), ("wrong answers", not wrong),
-        ("nothing written under EXPLAIN_APP_TEMP", temp_max > 0),
-        ("temporary files above the cap", temp_max <= TEMP_CAP),
-        ("temporary files outside EXPLAIN_APP_TEMP", outside_max == 0),
-        (f"RSS grew by more than {MAX_GROWTH:.0%}", last <= first * (1 + MAX_GROWTH))] if not ok]
+    failed = [
+        what
+        for what, ok in [
+            (f"the deadline ({DEADLINE_S} s) passed", n == len(requests)),
+            ("errors", not errors),
+            ("wrong answers", not wrong),
+            ("nothing written under EXPLAIN_APP_TEMP", temp_max > 0),
+            ("temporary files above the cap", temp_max <= TEMP_CAP),
+            ("temporary files outside EXPLAIN_APP_TEMP", outside_max == 0),
+            (f"RSS grew by more than {MAX_GROWTH:.0%}", last <= first * (1 + MAX_GROWTH)),
+        ]
+        if not ok
+    ]
     assert not failed, f"{'; '.join(failed)}: {report}"

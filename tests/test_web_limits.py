@@ -20,12 +20,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-
-import app  # noqa: E402
+from results_page import tiles_of  # noqa: E402
 from servers import free_port, running_app  # noqa: E402
 from test_engine import assert_unchanged, snapshot  # noqa: E402
 from test_hostile_inputs import GOOD, api_explain  # noqa: E402
 from test_security import DEFAULTS  # noqa: E402
+
+import app  # noqa: E402
+import models  # noqa: E402
+from webapp import config, faithfulness, files, handlers, memory, state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +61,7 @@ def message(error: BaseException) -> str:
 
 def explain_body(layer: str = "", image: object = None) -> dict:
     """The JSON of an /explain call: the security tests' default request, with this layer."""
-    return {"data": [image, app.DEFAULT_MODEL, layer, *DEFAULTS[2:]]}
+    return {"data": [image, config.DEFAULT_MODEL, layer, *DEFAULTS[2:]]}
 
 
 # ------------------------------------------------------------------------- request bodies
@@ -76,22 +79,32 @@ def test_large_request_bodies_are_refused_before_gradio_keeps_them(served):
         for _ in range(40):
             yield b"x" * 50_000
 
-    chunked = httpx.post(server_url + "gradio_api/call/explain", content=chunks(),
-                         headers={"content-type": "application/json"}, timeout=30)
+    chunked = httpx.post(
+        server_url + "gradio_api/call/explain",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert chunked.status_code in (400, 413)
-    small = httpx.post(server_url + "gradio_api/call/explain", json=explain_body(layer="x" * 1000),
-                       timeout=30)
+    small = httpx.post(server_url + "gradio_api/call/explain", json=explain_body(layer="x" * 1000), timeout=30)
     assert small.status_code == 200  # a normal-sized body goes through (and is answered later)
     httpx.get(f"{server_url}gradio_api/call/explain/{small.json()['event_id']}", timeout=60)
-    kept = [len(json.dumps(config["props"].get("value"), default=str))
-            for session in demo.state_holder.session_data.values()
-            for config in session.config_values.values() if "props" in config]
-    assert kept and max(kept) < app.MAX_BODY_BYTES  # the values Gradio keeps per session
+    kept = [
+        len(json.dumps(config["props"].get("value"), default=str))
+        for session in demo.state_holder.session_data.values()
+        for config in session.config_values.values()
+        if "props" in config
+    ]
+    assert kept and max(kept) < config.MAX_BODY_BYTES  # the values Gradio keeps per session
 
 
 def test_routes_that_cost_the_server_are_blocked(server_url):
-    for path in ("gradio_api/deep_link?session_hash=abc", "gradio_api/file=https://example.com/x.png",
-                 "gradio_api/file=http://127.0.0.1:1/x", "gradio_api/file=//example.com/x"):
+    for path in (
+        "gradio_api/deep_link?session_hash=abc",
+        "gradio_api/file=https://example.com/x.png",
+        "gradio_api/file=http://127.0.0.1:1/x",
+        "gradio_api/file=//example.com/x",
+    ):
         assert httpx.get(server_url + path, timeout=10).status_code == 404, path
     assert httpx.get(server_url, timeout=10).status_code == 200
 
@@ -101,9 +114,9 @@ def test_routes_that_cost_the_server_are_blocked(server_url):
 
 @pytest.fixture()
 def held_engine(monkeypatch):
-    """app.compute waits until released (or the visitor goes); started/stopped are recorded."""
+    """state.compute waits until released (or the visitor goes); started/stopped are recorded."""
     release, started, stopped = threading.Event(), threading.Event(), []
-    real = app.compute
+    real = state.compute
 
     def held(*args, progress=None, **kwargs):
         started.set()
@@ -116,7 +129,7 @@ def held_engine(monkeypatch):
             raise
         return real(*args, progress=progress, **kwargs)
 
-    monkeypatch.setattr(app, "compute", held)
+    monkeypatch.setattr(state, "compute", held)
     yield release, started, stopped
     release.set()
 
@@ -125,29 +138,30 @@ def test_a_session_and_an_address_get_only_their_share_of_the_queue(held_engine,
     from gradio_client import Client, handle_file
 
     release, started, _ = held_engine
-    monkeypatch.setattr(app, "PER_ADDRESS", 3)
+    monkeypatch.setattr(config, "PER_ADDRESS", 3)
     with running_app(app.build_app()) as url:
         greedy = Client(url, verbose=False)
-        jobs = [greedy.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1,
-                              api_name="/explain") for _ in range(app.PER_SESSION)]
+        jobs = [
+            greedy.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1, api_name="/explain")
+            for _ in range(config.PER_SESSION)
+        ]
         assert started.wait(30)
-        extra = greedy.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1,
-                              api_name="/explain")
+        extra = greedy.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1, api_name="/explain")
         with pytest.raises(Exception) as refused:
             extra.result(timeout=30)
         assert "already have 2 requests" in message(refused.value)
         other = Client(url, verbose=False)  # another session from the same address: one more fits
-        third = other.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1,
-                             api_name="/explain")
+        third = other.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1, api_name="/explain")
         time.sleep(1)
-        fourth = Client(url, verbose=False).submit(image=handle_file(str(GOOD)),
-                                                   methods=["gradcam"], top_k=1, api_name="/explain")
+        fourth = Client(url, verbose=False).submit(
+            image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1, api_name="/explain"
+        )
         with pytest.raises(Exception) as crowded:
             fourth.result(timeout=30)
         assert "Too many requests from your network" in message(crowded.value)
         release.set()
         for job in [*jobs, third]:
-            assert len(job.result(timeout=120)[0]) == 2  # every admitted request is answered
+            assert len(tiles_of(job.result(timeout=120)[0])) == 2  # every admitted one is answered
 
 
 def test_a_run_stops_when_its_visitor_cancels_or_leaves(held_engine):
@@ -156,8 +170,7 @@ def test_a_run_stops_when_its_visitor_cancels_or_leaves(held_engine):
     release, started, stopped = held_engine
     with running_app(app.build_app()) as url:
         client = Client(url, verbose=False)
-        job = client.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1,
-                            api_name="/explain")
+        job = client.submit(image=handle_file(str(GOOD)), methods=["gradcam"], top_k=1, api_name="/explain")
         assert started.wait(30)
         job.cancel()
         cancelled_at = time.monotonic()
@@ -167,58 +180,59 @@ def test_a_run_stops_when_its_visitor_cancels_or_leaves(held_engine):
         assert stopped and stopped[0][0] - cancelled_at < 2 and stopped[0][1] == "ClientGone"
 
         started.clear()
-        event = httpx.post(url + "gradio_api/call/explain", json=explain_body(image=uploaded(url)),
-                           timeout=30)
-        with httpx.stream("GET", f"{url}gradio_api/call/explain/{event.json()['event_id']}",
-                          timeout=30):
+        event = httpx.post(url + "gradio_api/call/explain", json=explain_body(image=uploaded(url)), timeout=30)
+        with httpx.stream("GET", f"{url}gradio_api/call/explain/{event.json()['event_id']}", timeout=30):
             assert started.wait(30)
         left_at = time.monotonic()  # the stream is closed: the page has gone
         while len(stopped) < 2 and time.monotonic() < left_at + 10:
             time.sleep(0.05)
         assert len(stopped) == 2 and stopped[1][0] - left_at < 2
         release.set()
-        assert len(api_explain(Client(url, verbose=False), GOOD)[0]) == 2  # slots are free again
+        assert len(tiles_of(api_explain(Client(url, verbose=False), GOOD)[0])) == 2  # slots are free again
 
 
 # ------------------------------------------------------------------------- time budget
 
 
 def test_a_request_over_the_time_budget_is_refused_before_it_runs(monkeypatch):
-    monkeypatch.setattr(app, "MAX_REQUEST_SECONDS", 2)
-    calls = app.ENGINE_CALLS
-    with pytest.raises(gr.Error, match=r"Score-CAM for 3 class\(es\).*could take up to about \d+ s.*at "
-                                       r"most 2 s") as info:
-        app.explain_image(str(GOOD), methods=["gradcam", "scorecam"], top_k=3)
-    assert app.ENGINE_CALLS == calls  # refused from the estimate: the engine never ran
+    monkeypatch.setattr(config, "MAX_REQUEST_SECONDS", 2)
+    calls = state.ENGINE_CALLS
+    with pytest.raises(
+        gr.Error,
+        match=r"Score-CAM for 3 class\(es\).*could take up to about \d+ s.*at "
+        r"most 2 s",
+    ) as info:
+        handlers.explain_image(str(GOOD), methods=["gradcam", "scorecam"], top_k=3)
+    assert state.ENGINE_CALLS == calls  # refused from the estimate: the engine never ran
     assert "/" not in str(info.value)
 
 
 def test_a_run_that_overstays_is_stopped_and_leaves_the_model_as_it_was(monkeypatch):
-    classifier = app.get_model(app.DEFAULT_MODEL)
+    classifier = models.load(config.DEFAULT_MODEL)
     before = snapshot(classifier.module)
-    reference = app.explain_image(str(GOOD), methods=["gradcam"], top_k=1)[-1]
-    monkeypatch.setattr(app, "MAX_REQUEST_SECONDS", 1)
-    monkeypatch.setattr(app.PASS_TIMES, "seconds", lambda classifier: 1e-6)  # a wrong estimate
+    reference = handlers.explain_image(str(GOOD), methods=["gradcam"], top_k=1)[-1]
+    monkeypatch.setattr(config, "MAX_REQUEST_SECONDS", 1)
+    monkeypatch.setattr(state.PASS_TIMES, "seconds", lambda classifier: 1e-6)  # a wrong estimate
     started = time.monotonic()
     with pytest.raises(gr.Error, match=r"Stopped after \d+ s: a request may take at most 1 s"):
-        app.explain_image(str(GOOD), methods=["scorecam"], top_k=1)
+        handlers.explain_image(str(GOOD), methods=["scorecam"], top_k=1)
     assert time.monotonic() - started < 15  # Score-CAM alone takes far longer here
     monkeypatch.undo()
     assert_unchanged(classifier.module, before)
-    again = app.explain_image(str(GOOD), methods=["gradcam"], top_k=1)[-1]
+    again = handlers.explain_image(str(GOOD), methods=["gradcam"], top_k=1)[-1]
     key = next(iter(reference.tiles))
     assert (again.tiles[key].raw == reference.tiles[key].raw).all()
 
 
 def test_the_faithfulness_panel_has_a_budget_and_gives_memory_back(monkeypatch):
-    result = app.explain_image(str(GOOD), methods=["gradcam", "layercam"], top_k=2)[-1]
+    result = handlers.explain_image(str(GOOD), methods=["gradcam", "layercam"], top_k=2)[-1]
     released = []
-    monkeypatch.setattr(app, "release_memory", lambda: released.append(1))
-    monkeypatch.setattr(app, "MAX_REQUEST_SECONDS", 1)
+    monkeypatch.setattr(memory, "release_memory", lambda: released.append(1))
+    monkeypatch.setattr(config, "MAX_REQUEST_SECONDS", 1)
     with pytest.raises(gr.Error, match=r"Measuring 4 maps could take up to about"):
-        app.measure_faithfulness(result)
-    monkeypatch.setattr(app, "MAX_REQUEST_SECONDS", 600)
-    figure, table = app.measure_faithfulness(result)
+        faithfulness.measure_faithfulness(result)
+    monkeypatch.setattr(config, "MAX_REQUEST_SECONDS", 600)
+    figure, table = faithfulness.measure_faithfulness(result)
     assert len(table.value["data"]) == 4 and released  # memory returned after the panel
 
 
@@ -230,31 +244,31 @@ def _folder_bytes(folder: Path) -> dict[str, int]:
 
 
 def test_temporary_files_stay_under_the_cap_and_rerenders_write_only_tiles(monkeypatch):
-    folder = app.scratch_folder()
+    folder = files.scratch_folder()
     monkeypatch.setattr(folder, "max_bytes", 6 * 2**20)
-    result = app.explain_image(str(GOOD), methods=["gradcam", "layercam", "gradcam++"], top_k=3)[-1]
+    result = handlers.explain_image(str(GOOD), methods=["gradcam", "layercam", "gradcam++"], top_k=3)[-1]
     explained = _folder_bytes(result.shown.folder)
     for colormap in ("viridis", "magma", "jet", "inferno", "turbo"):
-        app.rerender(result, colormap, 0.5, False)
+        handlers.rerender(result, colormap, 0.5, False)
         assert folder.size() <= folder.max_bytes
     redrawn = _folder_bytes(result.shown.folder)
     assert all(name.endswith(".png") for name in redrawn)  # no zip, no copy of the raw maps
     assert len(redrawn) == 1 + 1 + 9  # the input, the grid and the 9 tiles
     assert sum(redrawn.values()) < 0.6 * sum(explained.values())
     for _ in range(8):
-        app.explain_image(str(GOOD), methods=["gradcam", "layercam", "gradcam++"], top_k=3)
+        handlers.explain_image(str(GOOD), methods=["gradcam", "layercam", "gradcam++"], top_k=3)
         assert folder.size() <= folder.max_bytes
 
 
 def test_uploads_alone_cannot_fill_the_disk_and_gradio_forgets_deleted_files(served, monkeypatch):
     demo, url = served
-    folder = app.scratch_folder()
+    folder = files.scratch_folder()
     examples = {path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())}
     assert examples and all(os.path.exists(path) for path in examples)  # Gradio's copies
     monkeypatch.setattr(folder, "max_bytes", 3 * 2**20)
     for i in range(12):
-        files = {"files": (f"junk{i}.png", os.urandom(1_000_000), "image/png")}
-        assert httpx.post(url + "gradio_api/upload", files=files, timeout=30).status_code == 200
+        junk = {"files": (f"junk{i}.png", os.urandom(1_000_000), "image/png")}
+        assert httpx.post(url + "gradio_api/upload", files=junk, timeout=30).status_code == 200
         assert folder.size() <= folder.max_bytes + 1_000_000  # the cap plus the upload in flight
     deadline = time.monotonic() + 10  # the trim after the last upload runs after its answer
     while time.monotonic() < deadline:
@@ -269,8 +283,13 @@ def test_uploads_alone_cannot_fill_the_disk_and_gradio_forgets_deleted_files(ser
 def test_the_server_removes_its_temporary_files_when_stopped(tmp_path):
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "EXPLAIN_APP_TEMP": str(tmp_path)}
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(360):

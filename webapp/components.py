@@ -15,9 +15,16 @@ from gradio.data_classes import ImageData
 from pydantic import model_validator
 
 from .uploads import REFUSED
+
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "path": (str,), "url": (str,), "orig_name": (str,), "mime_type": (str,), "size": (int,),
-    "is_stream": (bool,), "meta": (dict,)}
+    "path": (str,),
+    "url": (str,),
+    "orig_name": (str,),
+    "mime_type": (str,),
+    "size": (int,),
+    "is_stream": (bool,),
+    "meta": (dict,),
+}
 
 
 class CheckedImageData(ImageData):
@@ -31,8 +38,8 @@ class CheckedImageData(ImageData):
         if isinstance(value, ImageData):
             return value
         if not isinstance(value, dict) or any(
-                value.get(key) is not None and not isinstance(value[key], types)
-                for key, types in _FIELD_TYPES.items()):
+            value.get(key) is not None and not isinstance(value[key], types) for key, types in _FIELD_TYPES.items()
+        ):
             return {"meta": {"_type": "gradio.FileData", REFUSED: True}}
         return value
 

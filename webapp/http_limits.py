@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from starlette.responses import JSONResponse
@@ -32,8 +33,9 @@ class _TooLarge(Exception):
 class RequestLimits:
     """Pure ASGI middleware: body size cap, blocked routes, a hook around each upload."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_body_bytes: int,
-                 around_upload: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], max_body_bytes: int, around_upload: Callable[[], Any] | None = None
+    ) -> None:
         self.app, self.max_body_bytes, self.around_upload = app, max_body_bytes, around_upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -41,8 +43,7 @@ class RequestLimits:
             return await self.app(scope, receive, send)
         path = scope["path"].lower()
         if any(blocked in path for blocked in BLOCKED):
-            return await JSONResponse({"detail": "Not available on this server."}, 404)(
-                scope, receive, send)
+            return await JSONResponse({"detail": "Not available on this server."}, 404)(scope, receive, send)
         if path.endswith(UPLOAD_SUFFIX):
             if self.around_upload is not None:  # room first, so the upload fits under the cap
                 await anyio.to_thread.run_sync(self.around_upload)
@@ -56,9 +57,12 @@ class RequestLimits:
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         too_large = JSONResponse(
-            {"detail": f"The request is larger than {self.max_body_bytes // 1024} KiB. Send "
-                       "images as uploads (gradio_client's handle_file()), not in the request."},
-            413)
+            {
+                "detail": f"The request is larger than {self.max_body_bytes // 1024} KiB. Send "
+                "images as uploads (gradio_client's handle_file()), not in the request."
+            },
+            413,
+        )
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             return await too_large(scope, receive, send)

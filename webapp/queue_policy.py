@@ -9,14 +9,15 @@ semaphores bound what runs, whatever Gradio believes.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gradio.context import LocalContext
 
-BUSY_SESSION = ("You already have {count} requests waiting or running; please wait for them to "
-                "finish (at most {limit} at a time).")
-BUSY_ADDRESS = ("Too many requests from your network are waiting or running ({count}); please "
-                "try again in a moment.")
+BUSY_SESSION = (
+    "You already have {count} requests waiting or running; please wait for them to finish (at most {limit} at a time)."
+)
+BUSY_ADDRESS = "Too many requests from your network are waiting or running ({count}); please try again in a moment."
 
 
 class ClientGone(Exception):
@@ -30,8 +31,9 @@ def client_key(request: Any) -> str:
     return getattr(client, "host", None) or "unknown"
 
 
-def limit_per_client(queue: Any, per_session: int, per_address: int,
-                     address: Callable[[Any], str] = client_key) -> None:
+def limit_per_client(
+    queue: Any, per_session: int, per_address: int, address: Callable[[Any], str] = client_key
+) -> None:
     """Refuse a request to join ``queue`` (a gradio Queue, after demo.queue()) while its session
     has ``per_session`` events waiting or running, or its client address ``per_address`` (a
     client that makes new sessions still gets no more; a classroom behind one address still

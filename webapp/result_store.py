@@ -10,7 +10,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -18,8 +19,9 @@ T = TypeVar("T")
 class ResultStore(Generic[T]):
     """A thread-safe LRU of results under a total byte budget and a maximum age since last use."""
 
-    def __init__(self, max_bytes: int, max_age_s: float, size_of: Callable[[T], int],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_bytes: int, max_age_s: float, size_of: Callable[[T], int], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_bytes, self.max_age_s = max_bytes, max_age_s
         self._size_of, self._clock = size_of, clock
         self._items: OrderedDict[str, tuple[T, int, float]] = OrderedDict()

@@ -9,19 +9,18 @@ request's image goes through :func:`checked_image` first.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import UserError
 
 #: The key components.CheckedImageData sets in a payload's meta for a value of the wrong shape.
 REFUSED = "refused"
-IMAGE_SHAPE = ("The image must be an uploaded file: use the upload box, or gradio_client's "
-               "handle_file() from Python.")
+IMAGE_SHAPE = "The image must be an uploaded file: use the upload box, or gradio_client's handle_file() from Python."
 
 #: The one answer for any path a request may not open: it does not say whether the file exists.
-NOT_AVAILABLE = ("That image is not available on this server. Please upload it again (or click one "
-                 "of the examples).")
+NOT_AVAILABLE = "That image is not available on this server. Please upload it again (or click one of the examples)."
 MAX_NAME_CHARS = 120
 
 
@@ -38,8 +37,7 @@ class UploadPolicy:
             real = Path(os.path.realpath(path))
         except (OSError, ValueError):
             return False
-        return real in self.files or any(real.is_relative_to(folder) and real != folder
-                                         for folder in self.folders)
+        return real in self.files or any(real.is_relative_to(folder) and real != folder for folder in self.folders)
 
 
 def display_name(value: Any, fallback: str = "image") -> str:

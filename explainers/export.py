@@ -1,0 +1,338 @@
+"""One archive layout for an explained image, written by the command line (a folder) and the
+web app (a zip of the same files)::
+
+    <stem>_input.png                       the centre crop the model saw
+    <stem>_<method>_<key>-<label>.png      one overlay per (method, target), on that crop
+    <stem>_<method>_<key>-<label>_photo.jpg     the same map on the whole photo (when given)
+    <stem>_grid.png                        rows = targets, columns = the input + one per method
+    <stem>_maps.npz                        "<method>[-cf]/<key>/map" ([0, 1]) and ".../raw"
+    <stem>.json                            model, layer, device, predictions, maps, display
+
+``<method>`` is the method's name with "+" spelled "p" (gradcam++ -> gradcampp) and "-cf" added
+for "why not" maps; ``<stem>`` is the image's file name without its suffix, made safe. ``<key>``
+names the target (target_key): the class index ("281"), "contrast-281-967" for "tabby rather than
+espresso", "set-dog" for a named class set; ``<label>`` is its name for a person, made safe.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from models import Preprocessing
+
+from . import rendering
+from .methods import method_info
+from .targets import ClassSet, Contrast, Target
+
+MAX_PHOTO_SIDE = 2048  # whole-photo overlays are drawn at the photo's size, up to this long side
+
+
+class MapLike(Protocol):
+    """What the export needs of one map (explainers.SaliencyMap has it)."""
+
+    method: str
+    target: Target
+    counterfactual: bool
+    map: np.ndarray
+    raw: np.ndarray
+    probability: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Display:
+    """How maps are drawn: colormap, overlay opacity, one scale per method across classes."""
+
+    colormap: str = "jet"
+    opacity: float = 0.5
+    shared_scale: bool = False
+
+
+@dataclass
+class Explained:
+    """One image's explanation, everything the export writes.
+
+    ``photo`` and ``photo_box`` (the crop's box in the photo's pixels, see :func:`photo_box`)
+    are optional: with them, every map is also drawn on the whole photo.
+    """
+
+    name: str
+    model: str
+    layer: str | None
+    device: str
+    input_size: tuple[int, int]
+    crop: Image.Image
+    labels: Sequence[str]
+    methods: list[str]
+    targets: list[Target]
+    probabilities: Mapping[Target, float]
+    predictions: list[tuple[int, float]]
+    maps: Sequence[MapLike]
+    counterfactual: bool = False
+    photo: Image.Image | None = None
+    photo_box: tuple[float, float, float, float] | None = None
+
+    def get(self, method: str, target: Target) -> MapLike | None:
+        """The map of ``method`` for ``target`` (a class, Contrast or ClassSet), or None."""
+        return next((m for m in self.maps if (m.method, m.target) == (method, target)), None)
+
+
+def safe_name(text: str, fallback: str = "x") -> str:
+    """Letters, digits, '.', '-' and '_' only; '+' spelled 'p' (gradcam++ -> gradcampp)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text).replace("+", "p")).strip("._")
+    return name[:80] or fallback
+
+
+def stem_of(name: str) -> str:
+    """The file-name stem for an image called ``name`` ("cat and coffee.jpg" -> "cat_and_coffee")."""
+    return safe_name(Path(str(name)).stem, "image")
+
+
+def as_target(target: Any) -> Target:
+    """A map's target as the export keys it: a class index as a plain int (numpy's too), a
+    Contrast or ClassSet as it is."""
+    return target if isinstance(target, (Contrast, ClassSet)) else int(target)
+
+
+def target_key(target: Target) -> str:
+    """A stable, file-safe key for a target: "281", "contrast-281-967", "set-dog" (a named class
+    set) or "set-281-282" (an unnamed one)."""
+    if isinstance(target, Contrast):
+        return f"contrast-{target.a}-{target.b}"
+    if isinstance(target, ClassSet):
+        return "set-" + safe_name(target.name or "-".join(map(str, target.classes)))
+    return str(int(target))
+
+
+def target_label(target: Target, labels: Sequence[str]) -> str:
+    """A target's name for a person: "tabby", "tabby rather than espresso", "dog"."""
+    if isinstance(target, (Contrast, ClassSet)):
+        return target.label(labels)
+    return labels[int(target)]
+
+
+def map_key(m: MapLike) -> str:
+    """The npz key prefix of a map: "gradcam/281", "gradcam-cf/281" for a "why not" map,
+    "gradcam/contrast-281-967" for a contrast."""
+    return f"{m.method}{'-cf' if m.counterfactual else ''}/{target_key(m.target)}"
+
+
+def overlay_name(stem: str, m: MapLike, labels: Sequence[str], photo: bool = False) -> str:
+    """The overlay's file name: "<stem>_<method>_<key>-<label>.png", or "..._photo.jpg" on the
+    whole photo (a photograph: JPEG keeps the archive small)."""
+    method = safe_name(m.method) + ("-cf" if m.counterfactual else "")
+    suffix = "_photo.jpg" if photo else ".png"
+    label = safe_name(target_label(m.target, labels), "class")
+    return f"{stem}_{method}_{target_key(m.target)}-{label}{suffix}"
+
+
+def photo_box(preprocessing: Preprocessing, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) of a photo of ``size`` (W, H) that ``preprocessing``
+    (models.Preprocessing: shorter side resized, centre crop) keeps: the model's whole input
+    mapped back to the photo (explainers.diagnose.geometry.CropGeometry)."""
+    from .diagnose.geometry import CropGeometry  # here: explainers.diagnose imports the CLI
+
+    height, width = preprocessing.crop_size
+    return CropGeometry.of(preprocessing, size).to_original((0, 0, width, height))
+
+
+def fit_photo(
+    photo: Image.Image, box: tuple[float, float, float, float]
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """The RGB photo with its long side at most MAX_PHOTO_SIDE, and the crop's box in it."""
+    photo = photo.convert("RGB")
+    scale = min(1.0, MAX_PHOTO_SIDE / max(photo.size))
+    if scale < 1.0:
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.LANCZOS)
+    left, top, right, bottom = (v * scale for v in box)
+    return photo, (left, top, right, bottom)
+
+
+def display_maps(explained: Explained, shared: bool) -> dict[tuple[str, Target], np.ndarray]:
+    """The [0, 1] map to draw per (method, class): each on its own scale, or one scale per method
+    across classes (raw values of different methods are in different units)."""
+    if not shared:
+        return {(m.method, m.target): m.map for m in explained.maps}
+    out = {}
+    for method in explained.methods:
+        group = [m for m in explained.maps if m.method == method]
+        for m, scaled in zip(group, rendering.shared_scale([m.raw for m in group])):
+            out[(m.method, m.target)] = scaled
+    return out
+
+
+def draw_overlays(explained: Explained, display: Display) -> dict[tuple[str, Target], Image.Image]:
+    """Every map over the crop the model saw, keyed by (method, class)."""
+    maps = display_maps(explained, display.shared_scale)
+    return {
+        key: rendering.overlay(explained.crop, saliency, display.colormap, display.opacity)
+        for key, saliency in maps.items()
+    }
+
+
+def draw_on_photo(explained: Explained, display: Display) -> dict[tuple[str, Target], Image.Image]:
+    """Every map over the whole photo at its resolution (long side at most MAX_PHOTO_SIDE): the
+    map is mapped back through the resize and crop into the part of the photo the model saw;
+    the rest of the photo is left as it is. Empty without a photo."""
+    if explained.photo is None or explained.photo_box is None:
+        return {}
+    photo, photo_box = fit_photo(explained.photo, explained.photo_box)
+    left, top, right, bottom = (int(round(v)) for v in photo_box)
+    region = photo.crop((left, top, right, bottom))
+    out = {}
+    for key, saliency in display_maps(explained, display.shared_scale).items():
+        picture = photo.copy()
+        picture.paste(rendering.overlay(region, saliency, display.colormap, display.opacity), (left, top))
+        out[key] = picture
+    return out
+
+
+def title_of(explained: Explained) -> str:
+    """The grid's title: image, model and layer."""
+    return f"{explained.name} — {explained.model}, layer {explained.layer or '-'}"
+
+
+def column_titles(explained: Explained) -> list[str]:
+    """One title per method column ("Grad-CAM", "Grad-CAM (why not)")."""
+    suffix = " (why not)" if explained.counterfactual else ""
+    return [method_info(m).title + suffix for m in explained.methods]
+
+
+def row_title(target: Target, labels: Sequence[str]) -> str:
+    """A grid row's title: "281 tabby" for a class, the label alone for a contrast or a set."""
+    name = target_label(target, labels)
+    return name if isinstance(target, (Contrast, ClassSet)) else f"{target} {name}"
+
+
+def draw_grid(explained: Explained, overlays: Mapping[tuple[str, Target], Image.Image]) -> Image.Image:
+    """The grid image: one row per target (the input first), one column per method."""
+    tiles: list[list[Image.Image | None]] = []
+    captions: list[list[str]] = []
+    for target in explained.targets:
+        row = [(overlays.get((method, target)), explained.get(method, target)) for method in explained.methods]
+        tiles.append([explained.crop, *(tile for tile, _ in row)])
+        captions.append([""] + [f"{m.seconds:.2f} s" if m else "" for _, m in row])
+    row_labels = [
+        f"{row_title(t, explained.labels)}\np = {float(explained.probabilities[t]):.3f}" for t in explained.targets
+    ]
+    return rendering.grid(
+        tiles, row_labels, ["input"] + column_titles(explained), title=title_of(explained), tile_captions=captions
+    )
+
+
+def save_arrays(path: Path, explained: Explained) -> None:
+    """The maps as .npz: "<method>[-cf]/<key>/map" ([0, 1]) and ".../raw" (float32)."""
+    arrays = {}
+    for m in explained.maps:
+        arrays[f"{map_key(m)}/map"] = np.asarray(m.map, dtype=np.float32)
+        arrays[f"{map_key(m)}/raw"] = np.asarray(m.raw, dtype=np.float32)
+    np.savez_compressed(path, allow_pickle=False, **arrays)
+
+
+def target_fields(target: Target, labels: Sequence[str], index_key: str = "target") -> dict[str, Any]:
+    """A target in the json record: {index_key: 281, "label": "tabby"} for a class; for a contrast
+    or a set its key as "target" ("contrast-281-967"), its "label", "kind" and "classes"."""
+    if isinstance(target, (Contrast, ClassSet)):
+        kind = "contrast" if isinstance(target, Contrast) else "class set"
+        return {
+            "target": target_key(target),
+            "label": target_label(target, labels),
+            "kind": kind,
+            "classes": list(target.classes),
+        }
+    return {index_key: int(target), "label": labels[int(target)]}
+
+
+def record(explained: Explained, display: Display, stem: str, photo: bool) -> dict[str, Any]:
+    """The json record: what was explained, how, and the file of every map."""
+    labels = explained.labels
+    maps = [
+        {
+            "method": m.method,
+            **target_fields(m.target, labels),
+            "counterfactual": bool(m.counterfactual),
+            "probability": round(float(m.probability), 6),
+            "seconds": round(float(m.seconds), 4),
+            "file": overlay_name(stem, m, labels),
+            "key": map_key(m),
+            **({"photo_file": overlay_name(stem, m, labels, photo=True)} if photo else {}),
+        }
+        for m in explained.maps
+    ]
+    return {
+        "image": explained.name,
+        "model": explained.model,
+        "layer": explained.layer,
+        "device": str(explained.device),
+        "input_size": list(explained.input_size),
+        "predictions": [
+            {"class": int(c), "label": labels[c], "probability": round(float(p), 6)} for c, p in explained.predictions
+        ],
+        "targets": [
+            {**target_fields(t, labels, index_key="class"), "probability": round(float(explained.probabilities[t]), 6)}
+            for t in explained.targets
+        ],
+        "methods": list(explained.methods),
+        "counterfactual": bool(explained.counterfactual),
+        "shared_scale": bool(display.shared_scale),
+        "colormap": display.colormap,
+        "opacity": display.opacity,
+        "maps": maps,
+        "input": f"{stem}_input.png",
+        "grid": f"{stem}_grid.png",
+        "npz": f"{stem}_maps.npz",
+    }
+
+
+def pictures(explained: Explained, display: Display, stem: str) -> dict[str, Image.Image]:
+    """Every picture of the layout by file name: input, overlays (crop and photo), grid."""
+    overlays = draw_overlays(explained, display)
+    out = {f"{stem}_input.png": explained.crop}
+    for m in explained.maps:
+        out[overlay_name(stem, m, explained.labels)] = overlays[(m.method, m.target)]
+    for (method, target), picture in draw_on_photo(explained, display).items():
+        drawn = explained.get(method, target)
+        assert drawn is not None  # draw_on_photo draws the maps of `explained`
+        out[overlay_name(stem, drawn, explained.labels, photo=True)] = picture
+    out[f"{stem}_grid.png"] = draw_grid(explained, overlays)
+    return out
+
+
+def save_picture(picture: Image.Image, path: Path) -> None:
+    """Save a picture of the layout: PNG (fast) or, for a ".jpg" name, JPEG quality 90."""
+    if path.suffix == ".jpg":
+        picture.save(path, format="JPEG", quality=90)
+    else:
+        picture.save(path, format="PNG", compress_level=1)
+
+
+def write_folder(out_dir: Path, explained: Explained, display: Display, stem: str | None = None) -> dict[str, Any]:
+    """Write the whole layout into ``out_dir`` (which must exist); returns the json record."""
+    stem = stem or stem_of(explained.name)
+    for name, picture in pictures(explained, display, stem).items():
+        save_picture(picture, out_dir / name)
+    save_arrays(out_dir / f"{stem}_maps.npz", explained)
+    info = record(explained, display, stem, photo=explained.photo is not None)
+    (out_dir / f"{stem}.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return info
+
+
+def write_zip(path: Path, files: Mapping[str, Path], info: Mapping[str, Any], stem: str) -> Path:
+    """A zip of files already written in the layout (name in the zip -> file) and the json
+    record; PNG and npz are stored as they are (they are compressed already)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, file in files.items():
+            zf.write(file, name, compress_type=zipfile.ZIP_STORED)
+        zf.writestr(
+            f"{stem}.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n", compress_type=zipfile.ZIP_DEFLATED
+        )
+    return path

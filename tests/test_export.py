@@ -1,0 +1,133 @@
+"""One archive layout: the web app's zip and the command line's folder hold the same files,
+names, npz keys and json record for the same request (explainers/export.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np  # noqa: E402
+
+from explainers import cli  # noqa: E402
+from webapp import handlers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "assets" / "cat_and_coffee.jpg"
+TIMINGS = ("seconds", "device")
+
+
+def _without_timings(record: dict) -> dict:
+    out = {k: v for k, v in record.items() if k not in TIMINGS and k != "image"}
+    out["maps"] = [{k: v for k, v in m.items() if k not in TIMINGS} for m in record["maps"]]
+    return out
+
+
+def test_the_app_zip_and_the_cli_folder_have_one_layout(tmp_path):
+    archive = handlers.explain_image(
+        str(IMAGE),
+        methods=["gradcam", "layercam"],
+        top_k=0,
+        classes=["281", "967: espresso"],
+        colormap="inferno",
+        opacity=0.6,
+    )[2]
+    assert (
+        cli.main(
+            [
+                str(IMAGE),
+                "--methods",
+                "gradcam,layercam",
+                "--targets",
+                "281,espresso",
+                "--colormap",
+                "inferno",
+                "--opacity",
+                "0.6",
+                "--device",
+                "cpu",
+                "-q",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    folder = {p.name: p for p in tmp_path.iterdir()}
+    with zipfile.ZipFile(archive) as zf:
+        assert set(zf.namelist()) == set(folder)
+        app_record = json.loads(zf.read("cat_and_coffee.json"))
+        cli_record = json.loads(folder["cat_and_coffee.json"].read_text())
+        assert _without_timings(app_record) == _without_timings(cli_record)
+        with (
+            np.load(io.BytesIO(zf.read("cat_and_coffee_maps.npz"))) as app_maps,
+            np.load(folder["cat_and_coffee_maps.npz"]) as cli_maps,
+        ):
+            assert (
+                set(app_maps.files)
+                == set(cli_maps.files)
+                == {f"{m}/{c}/{form}" for m in ("gradcam", "layercam") for c in (281, 967) for form in ("map", "raw")}
+            )
+            for key in app_maps.files:
+                np.testing.assert_allclose(app_maps[key], cli_maps[key], atol=1e-5)
+        overlay = app_record["maps"][0]["file"]
+        assert overlay == "cat_and_coffee_gradcam_281-tabby.png"
+        assert zf.read(overlay) == folder[overlay].read_bytes()
+
+
+def test_contrast_and_class_set_maps_get_stable_keys_and_file_safe_names(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from explainers import ClassSet, Contrast, export
+
+    labels = [f"class {i}" for i in range(10)]
+    labels[2], labels[7] = "tabby/cat", "espresso"
+    targets = [2, Contrast(2, 7), ClassSet((3, 4)), ClassSet((5, 6), "pets")]
+    maps = [
+        SimpleNamespace(
+            method="gradcam++",
+            target=t,
+            counterfactual=False,
+            probability=0.25,
+            seconds=0.1,
+            map=np.full((8, 8), 0.5, np.float32),
+            raw=np.full((8, 8), float(i), np.float32),
+        )
+        for i, t in enumerate(targets)
+    ]
+    explained = export.Explained(
+        name="pic.png",
+        model="net",
+        layer="layer4",
+        device="cpu",
+        input_size=(8, 8),
+        crop=Image.new("RGB", (8, 8)),
+        labels=labels,
+        methods=["gradcam++"],
+        targets=targets,
+        probabilities={t: 0.25 for t in targets},
+        predictions=[(2, 0.5)],
+        maps=maps,
+    )
+    info = export.write_folder(tmp_path, explained, export.Display())
+    assert [m["file"] for m in info["maps"]] == [
+        "pic_gradcampp_2-tabby_cat.png",
+        "pic_gradcampp_contrast-2-7-tabby_cat_rather_than_espresso.png",
+        "pic_gradcampp_set-3-4-class_3_p_class_4.png",
+        "pic_gradcampp_set-pets-pets.png",
+    ]
+    assert all((tmp_path / m["file"]).is_file() for m in info["maps"])
+    assert [m["target"] for m in info["maps"]] == [2, "contrast-2-7", "set-3-4", "set-pets"]
+    assert info["targets"][0] == {"class": 2, "label": "tabby/cat", "probability": 0.25}
+    assert info["targets"][1]["label"] == "tabby/cat rather than espresso"
+    with np.load(tmp_path / "pic_maps.npz") as arrays:
+        assert float(arrays["gradcam++/contrast-2-7/raw"][0, 0]) == 1.0
+        assert float(arrays["gradcam++/set-pets/raw"][0, 0]) == 3.0
+    assert export.row_title(Contrast(2, 7), labels) == "tabby/cat rather than espresso"
+    assert export.row_title(2, labels) == "2 tabby/cat"

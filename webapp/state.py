@@ -1,0 +1,227 @@
+"""What a run computed and where it is kept: the Result (raw maps, the crop, the input tensor),
+the bounded store that holds results for re-rendering (sessions hold only a key), and the engine
+slots that limit how many runs compute at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+import explainers
+import models
+from explainers import export
+from explainers.targets import Target
+
+from . import budget, config, queue_policy
+from .errors import UserError
+from .result_store import ResultStore
+
+if TYPE_CHECKING:
+    from .results_view import Shown
+
+#: Number of times the engine (explainers.explain) ran in this process; tests read it to
+#: check that display changes (colormap, opacity, scale) only re-render.
+ENGINE_CALLS = 0
+ENGINE_SLOTS = threading.BoundedSemaphore(config.ENGINE_CONCURRENCY)  # held until a run stops
+PASS_TIMES = budget.PassTimes()
+EXPIRED = (
+    "This result is no longer kept on the server (it keeps the latest results of all "
+    "visitors for up to an hour). Please press Explain again."
+)
+
+
+@dataclass
+class Tile:
+    """One computed map and what its label needs (an export.MapLike)."""
+
+    method: str
+    target: Target  # a class index, or a Contrast ("tabby rather than espresso")
+    map: np.ndarray
+    raw: np.ndarray
+    probability: float
+    seconds: float
+    counterfactual: bool
+    settings: dict = field(default_factory=dict)  # how it was made (RISE: {"masks": 1000})
+
+
+@dataclass
+class Result:
+    """Everything one run computed; re-rendering and the export need nothing else."""
+
+    model: str
+    layer: str | None
+    device: str
+    crop: Image.Image
+    methods: list[str]
+    targets: list[Target]  # the rows, in order: classes, each followed by its contrast if any
+    labels: dict[Target, str]
+    tiles: dict[tuple[str, Target], Tile]
+    predictions: list[tuple[int, str, float]]
+    counterfactual: bool
+    seconds: float
+    inputs: Any = None  # the preprocessed image tensor [1, 3, H, W] the maps explain
+    name: str = "image"  # the image's name, for the files
+    input_size: tuple[int, int] = (224, 224)
+    class_names: Sequence[str] = ()  # every class of the model (the classifier's list)
+    photo: Image.Image | None = None  # the whole photo (long side at most export.MAX_PHOTO_SIDE)
+    photo_box: tuple[float, float, float, float] | None = None  # the crop's box in it
+    notes: list[str] = field(default_factory=list)  # said next to the maps (skipped methods, ...)
+    finished: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
+    npz_path: str | None = None
+    shown: Shown | None = None  # what the page shows now (the last drawing)
+
+    def nbytes(self) -> int:
+        """The memory this result holds: maps, the crop, the photo and the input tensor."""
+        maps = sum(tile.map.nbytes + tile.raw.nbytes for tile in self.tiles.values())
+        pictures = sum(p.width * p.height * len(p.getbands()) for p in (self.crop, self.photo) if p is not None)
+        inputs = self.inputs.element_size() * self.inputs.nelement() if self.inputs is not None else 0
+        return maps + pictures + inputs
+
+    def explained(self) -> export.Explained:
+        """The export's view of this result (the same as the CLI's for the same request)."""
+        tiles = [self.tiles[(m, t)] for t in self.targets for m in self.methods if (m, t) in self.tiles]
+        return export.Explained(
+            name=self.name,
+            model=self.model,
+            layer=self.layer,
+            device=self.device,
+            input_size=self.input_size,
+            crop=self.crop,
+            labels=self.class_names,
+            methods=self.methods,
+            targets=self.targets,
+            probabilities={t.target: t.probability for t in tiles},
+            predictions=[(c, p) for c, _, p in self.predictions],
+            maps=tiles,
+            counterfactual=self.counterfactual,
+            photo=self.photo,
+            photo_box=self.photo_box,
+        )
+
+
+RESULTS: ResultStore[Result] = ResultStore(config.RESULTS_MAX_BYTES, config.RESULTS_MAX_AGE_S, size_of=Result.nbytes)
+
+
+def stored(result: Result | str | None, missing_ok: bool = False) -> Result | None:
+    """The Result a session's state refers to: a Result as it is (Python callers), a key looked
+    up in RESULTS (web sessions), or None before any run. A key whose result has gone gives
+    UserError (None with missing_ok)."""
+    if result is None or isinstance(result, Result):
+        return result
+    found = RESULTS.get(result)
+    if found is None and not missing_ok:
+        raise UserError(EXPIRED)
+    return found
+
+
+def checkpoint(deadline: budget.Deadline) -> None:
+    """Stop a run (by raising) once it is over its time or its visitor has gone."""
+    deadline.check()
+    queue_policy.stop_if_client_gone()
+
+
+def with_contrasts(classes: list[int], rather_than: int | None) -> list[Target]:
+    """The rows to explain: each class, followed by "it rather than ``rather_than``" (a
+    Contrast) when ``rather_than`` is given and is another class."""
+    rows: list[Target] = []
+    for c in classes:
+        rows.append(c)
+        if rather_than is not None and c != rather_than:
+            rows.append(explainers.Contrast(c, rather_than))
+    return rows
+
+
+def top_classes(classifier: models.Classifier, x: torch.Tensor, k: int) -> list[int]:
+    """The k most probable classes of the image x [1, 3, H, W] (one forward pass)."""
+    with torch.no_grad():
+        logits = classifier.module(x.to(classifier.device))
+    return [int(c) for c in logits[0].float().topk(k).indices]
+
+
+def compute(
+    image: Image.Image,
+    model_name: str,
+    layer: str | None,
+    methods: list[str],
+    top_k: int,
+    classes: list[int],
+    counterfactual: bool,
+    progress: Callable[[float, str], None] | None = None,
+    name: str = "image",
+    rather_than: int | None = None,
+) -> Result:
+    """Run the engine once for all (target, method) pairs and collect the raw maps. With
+    ``rather_than``, each class (top-k and chosen) gets a second row: the class rather than
+    ``rather_than`` (the top-k are then found by a forward pass first).
+
+    The engine is thread-safe (its hooks are per call), so runs on the same model share it;
+    ENGINE_SLOTS bounds how many run at once.
+    """
+    global ENGINE_CALLS
+    classifier = models.load(model_name)
+    crop = classifier.crop(image)
+    x = classifier.preprocess(image)
+    if not top_k and not classes:  # explain_image refuses this earlier
+        raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
+    start = time.perf_counter()
+    with ENGINE_SLOTS:
+        ENGINE_CALLS += 1
+        # One engine call: the top-k classes (known after its forward pass), then the chosen ones.
+        explicit: list[Target] = list(classes)
+        if rather_than is not None:
+            ranked = top_classes(classifier, x, top_k) if top_k else []
+            explicit, top_k = with_contrasts(list(dict.fromkeys(ranked + classes)), rather_than), 0
+        explanation = explainers.explain(
+            classifier,
+            x,
+            methods,
+            top_k=top_k or None,
+            targets=explicit or None,
+            layer=layer,
+            counterfactual=counterfactual,
+            progress=progress,
+        )
+    targets = [export.as_target(t) for t in explanation.targets[0]]
+    seconds = time.perf_counter() - start
+    tiles = {}
+    for m in explanation.maps:
+        if m.image == 0:
+            target = export.as_target(m.target)
+            tiles[(m.method, target)] = Tile(
+                m.method,
+                target,
+                np.asarray(m.map, np.float32),
+                np.asarray(m.raw, np.float32),
+                float(m.probability),
+                float(m.seconds),
+                bool(m.counterfactual),
+                dict(m.settings),
+            )
+    predictions = [(int(c), classifier.labels[int(c)], float(p)) for c, p in explanation.top(max(5, top_k))]
+    photo, box = export.fit_photo(image, export.photo_box(classifier.preprocessing, image.size))
+    return Result(
+        model=model_name,
+        layer=explanation.layer,
+        device=explanation.device,
+        crop=crop,
+        methods=list(methods),
+        targets=targets,
+        labels={t: export.target_label(t, classifier.labels) for t in targets},
+        tiles=tiles,
+        predictions=predictions,
+        counterfactual=counterfactual,
+        seconds=seconds,
+        inputs=x,
+        name=name,
+        input_size=tuple(classifier.input_size),
+        class_names=classifier.labels,
+        photo=photo,
+        photo_box=box,
+    )
