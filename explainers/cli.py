@@ -4,6 +4,7 @@
                          [--contrast tabby:espresso] [--class-set dog]
                          [--layer NAME] [--counterfactual] [--shared-scale] [--colormap jet] [--opacity 0.5]
                          [--device cpu|cuda] [--out DIR]
+    python -m explainers IMAGE... --layers a,b,c|sweep [--methods gradcam,layercam] [--targets 281] ...
     python -m explainers --list-models | --list-methods | --list-layers [--model NAME]
 
 For each image it writes into DIR (and nowhere else) the layout of explainers/export.py, the
@@ -15,6 +16,10 @@ same files as the web app's zip:
     <stem>_maps.npz               "<method>/<key>/map" (in [0, 1]) and "<method>/<key>/raw" arrays
 (<key>: the class index, "contrast-281-967" for --contrast tabby:espresso, "set-dog" for --class-set dog)
     <stem>.json                   model, layer, device, top-5 predictions, targets, methods, timings
+With --layers (a layer sweep, explainers/sweep.py: one target, the top class or the first of
+--targets) it writes instead:
+    <stem>_<method>_<layer>.png   one overlay per (method, layer) on the crop
+    <stem>_sweep.json             per-layer deletion / insertion AUC, the recommended layer, same maps
 Exit status: 0 all done, 1 some image could not be read or explained, 2 bad arguments.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import shutil
 import sys
 import time
@@ -32,7 +38,7 @@ from PIL import Image
 
 import explainers
 import models
-from explainers import export, rendering, request
+from explainers import export, rendering, request, sweep
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -117,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         "probability): dog, cat, bird, ...; repeatable",
     )
     p.add_argument("--layer", help="target layer of the CAM methods (default: the model's; see --list-layers)")
+    p.add_argument(
+        "--layers",
+        metavar="A,B,C|sweep",
+        help="layer sweep: explain at each of these layers (or 'sweep': 8 layers spread over the "
+        "model) and write per-layer overlays and <stem>_sweep.json with each layer's "
+        "faithfulness score and the recommended layer (CAM-family methods, one target)",
+    )
     p.add_argument("--counterfactual", action="store_true", help="'why not' maps: the evidence against each class")
     p.add_argument(
         "--shared-scale",
@@ -352,6 +365,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def resolve_sweep_layers(classifier, args) -> list[str]:
+    """The layers of --layers ('sweep': sweep.default_layers), after checking the other options."""
+    if args.layer or args.counterfactual or args.contrast or args.class_set or args.top_k != 1:
+        raise UsageError(
+            "--layers sweeps one class: use it without --layer, --counterfactual, --contrast, --class-set, --top-k"
+        )
+    if args.layers.strip() == "sweep":
+        return sweep.default_layers(classifier)
+    layers = request.split_list(args.layers)
+    for layer in layers:
+        check_layer(classifier, layer)
+    return layers
+
+
+def write_sweep(out_dir: Path, stem: str, image: Image.Image, classifier, methods, layers, targets, args) -> dict:
+    """One image's layer sweep: an overlay per (method, layer) and <stem>_sweep.json; the record."""
+    result = sweep.sweep(
+        classifier, classifier.preprocess(image), methods, layers, target=targets[0] if targets else None
+    )
+    crop = classifier.crop(image)
+    record = {"model": classifier.name, "image": stem, **result.to_json(), "overlays": {}, "json": f"{stem}_sweep.json"}
+    for method, per_layer in result.maps.items():
+        record["overlays"][method] = {}
+        for layer, saliency in per_layer.items():
+            name = f"{stem}_{export.safe_name(method)}_{export.safe_name(layer)}.png"
+            export.save_picture(rendering.overlay(crop, saliency, args.colormap, args.opacity), out_dir / name)
+            record["overlays"][method][layer] = name
+    (out_dir / record["json"]).write_text(json.dumps(record, indent=2))
+    return record
+
+
 def _run(args, progress: Progress) -> int:
     listing = args.list_models or args.list_methods or args.list_layers
     if args.list_models:
@@ -375,6 +419,7 @@ def _run(args, progress: Progress) -> int:
         return EXIT_OK
     assert methods is not None  # every listing has returned
 
+    sweep_layers = resolve_sweep_layers(classifier, args) if args.layers else None
     check_layer(classifier, args.layer)
     check_methods(classifier, methods, args.layer, args.counterfactual)
     targets = (
@@ -406,6 +451,13 @@ def _run(args, progress: Progress) -> int:
         try:
             image = load_image(path)
             progress.start(prefix)
+            if sweep_layers:
+                record = write_sweep(out_dir, stem, image, classifier, methods, sweep_layers, targets, args)
+                progress.clear()
+                if not args.quiet:
+                    where = out_dir / record["json"]
+                    print(f"{prefix}: recommended layer {record['recommended']} -> {where}", file=sys.stderr)
+                continue
             explanation = explainers.explain(
                 classifier,
                 classifier.preprocess(image),

@@ -2,9 +2,10 @@
 web app (a zip of the same files)::
 
     <stem>_input.png                       the centre crop the model saw
-    <stem>_<method>_<key>-<label>.png      one overlay per (method, target), on that crop
+    <stem>_<method>_<key>-<label>.png      one overlay per (method, target, "why not"), on that crop
     <stem>_<method>_<key>-<label>_photo.jpg     the same map on the whole photo (when given)
-    <stem>_grid.png                        rows = targets, columns = the input + one per method
+    <stem>_grid.png                        rows = targets (each "why not" row under its class's),
+                                           columns = the input + one per method
     <stem>_maps.npz                        "<method>[-cf]/<key>/map" ([0, 1]) and ".../raw"
     <stem>.json                            model, layer, device, predictions, maps, display
 
@@ -81,9 +82,24 @@ class Explained:
     photo: Image.Image | None = None
     photo_box: tuple[float, float, float, float] | None = None
 
-    def get(self, method: str, target: Target) -> MapLike | None:
-        """The map of ``method`` for ``target`` (a class, Contrast or ClassSet), or None."""
-        return next((m for m in self.maps if (m.method, m.target) == (method, target)), None)
+    def get(self, method: str, target: Target, counterfactual: bool = False) -> MapLike | None:
+        """The map of ``method`` for ``target`` (a class, Contrast or ClassSet), its "why not"
+        map with ``counterfactual``, or None."""
+        return next((m for m in self.maps if tile_key(m) == (method, target, counterfactual)), None)
+
+    def rows(self) -> list[tuple[Target, bool]]:
+        """The grid's rows as (target, counterfactual): each target's row of maps, then its
+        "why not" row right under it, each only when it has maps."""
+        drawn = {(m.target, bool(m.counterfactual)) for m in self.maps}
+        return [(t, cf) for t in self.targets for cf in (False, True) if (t, cf) in drawn]
+
+
+TileKey = tuple[str, Target, bool]  # (method, target, counterfactual): one map of an explanation
+
+
+def tile_key(m: MapLike) -> TileKey:
+    """The key of one map: its method, its target and whether it is a "why not" map."""
+    return (m.method, m.target, bool(m.counterfactual))
 
 
 def safe_name(text: str, fallback: str = "x") -> str:
@@ -157,21 +173,23 @@ def fit_photo(
     return photo, (left, top, right, bottom)
 
 
-def display_maps(explained: Explained, shared: bool) -> dict[tuple[str, Target], np.ndarray]:
-    """The [0, 1] map to draw per (method, class): each on its own scale, or one scale per method
-    across classes (raw values of different methods are in different units)."""
+def display_maps(explained: Explained, shared: bool) -> dict[TileKey, np.ndarray]:
+    """The [0, 1] map to draw per tile_key: each on its own scale, or one scale per method (and
+    per kind: maps for and "why not" maps) across classes (raw values of different methods are
+    in different units)."""
     if not shared:
-        return {(m.method, m.target): m.map for m in explained.maps}
+        return {tile_key(m): m.map for m in explained.maps}
     out = {}
     for method in explained.methods:
-        group = [m for m in explained.maps if m.method == method]
-        for m, scaled in zip(group, rendering.shared_scale([m.raw for m in group])):
-            out[(m.method, m.target)] = scaled
+        for counterfactual in (False, True):
+            group = [m for m in explained.maps if (m.method, bool(m.counterfactual)) == (method, counterfactual)]
+            for m, scaled in zip(group, rendering.shared_scale([m.raw for m in group])):
+                out[tile_key(m)] = scaled
     return out
 
 
-def draw_overlays(explained: Explained, display: Display) -> dict[tuple[str, Target], Image.Image]:
-    """Every map over the crop the model saw, keyed by (method, class)."""
+def draw_overlays(explained: Explained, display: Display) -> dict[TileKey, Image.Image]:
+    """Every map over the crop the model saw, keyed by tile_key."""
     maps = display_maps(explained, display.shared_scale)
     return {
         key: rendering.overlay(explained.crop, saliency, display.colormap, display.opacity)
@@ -179,7 +197,7 @@ def draw_overlays(explained: Explained, display: Display) -> dict[tuple[str, Tar
     }
 
 
-def draw_on_photo(explained: Explained, display: Display) -> dict[tuple[str, Target], Image.Image]:
+def draw_on_photo(explained: Explained, display: Display) -> dict[TileKey, Image.Image]:
     """Every map over the whole photo at its resolution (long side at most MAX_PHOTO_SIDE): the
     map is mapped back through the resize and crop into the part of the photo the model saw;
     the rest of the photo is left as it is. Empty without a photo."""
@@ -202,27 +220,30 @@ def title_of(explained: Explained) -> str:
 
 
 def column_titles(explained: Explained) -> list[str]:
-    """One title per method column ("Grad-CAM", "Grad-CAM (why not)")."""
-    suffix = " (why not)" if explained.counterfactual else ""
-    return [method_info(m).title + suffix for m in explained.methods]
+    """One title per method column ("Grad-CAM")."""
+    return [method_info(m).title for m in explained.methods]
 
 
-def row_title(target: Target, labels: Sequence[str]) -> str:
-    """A grid row's title: "281 tabby" for a class, the label alone for a contrast or a set."""
+def row_title(target: Target, labels: Sequence[str], counterfactual: bool = False) -> str:
+    """A grid row's title: "281 tabby" for a class, the label alone for a contrast or a set,
+    "why not 281 tabby" for a row of "why not" maps."""
     name = target_label(target, labels)
-    return name if isinstance(target, (Contrast, ClassSet)) else f"{target} {name}"
+    title = name if isinstance(target, (Contrast, ClassSet)) else f"{target} {name}"
+    return f"why not {title}" if counterfactual else title
 
 
-def draw_grid(explained: Explained, overlays: Mapping[tuple[str, Target], Image.Image]) -> Image.Image:
-    """The grid image: one row per target (the input first), one column per method."""
+def draw_grid(explained: Explained, overlays: Mapping[TileKey, Image.Image]) -> Image.Image:
+    """The grid image: one row per target and kind (Explained.rows; the input first), one
+    column per method."""
     tiles: list[list[Image.Image | None]] = []
     captions: list[list[str]] = []
-    for target in explained.targets:
-        row = [(overlays.get((method, target)), explained.get(method, target)) for method in explained.methods]
+    rows = explained.rows()
+    for target, cf in rows:
+        row = [(overlays.get((method, target, cf)), explained.get(method, target, cf)) for method in explained.methods]
         tiles.append([explained.crop, *(tile for tile, _ in row)])
         captions.append([""] + [f"{m.seconds:.2f} s" if m else "" for _, m in row])
     row_labels = [
-        f"{row_title(t, explained.labels)}\np = {float(explained.probabilities[t]):.3f}" for t in explained.targets
+        f"{row_title(t, explained.labels, cf)}\np = {float(explained.probabilities[t]):.3f}" for t, cf in rows
     ]
     return rendering.grid(
         tiles, row_labels, ["input"] + column_titles(explained), title=title_of(explained), tile_captions=captions
@@ -298,9 +319,9 @@ def pictures(explained: Explained, display: Display, stem: str) -> dict[str, Ima
     overlays = draw_overlays(explained, display)
     out = {f"{stem}_input.png": explained.crop}
     for m in explained.maps:
-        out[overlay_name(stem, m, explained.labels)] = overlays[(m.method, m.target)]
-    for (method, target), picture in draw_on_photo(explained, display).items():
-        drawn = explained.get(method, target)
+        out[overlay_name(stem, m, explained.labels)] = overlays[tile_key(m)]
+    for key, picture in draw_on_photo(explained, display).items():
+        drawn = explained.get(*key)
         assert drawn is not None  # draw_on_photo draws the maps of `explained`
         out[overlay_name(stem, drawn, explained.labels, photo=True)] = picture
     out[f"{stem}_grid.png"] = draw_grid(explained, overlays)

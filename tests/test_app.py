@@ -112,7 +112,7 @@ def test_rather_than_adds_a_contrast_row_beside_each_class(classifier):
     assert headers[-2].startswith("tabby rather than espresso") and "classes 281 − 967" in headers[-2]
     assert headers[-2].endswith("% of the pair")
     assert all(len(row.tiles) == len(FAST) + 1 for row in table.rows)
-    own, against = result.tiles[("gradcam", 281)], result.tiles[("gradcam", contrast)]
+    own, against = result.tiles[("gradcam", 281, False)], result.tiles[("gradcam", contrast, False)]
     assert not np.allclose(own.raw, against.raw)  # y_tabby - y_espresso, not y_tabby
     probabilities = dict((c, p) for c, _, p in result.predictions)
     tabby, espresso = probabilities[281], probabilities.get(967)
@@ -197,8 +197,8 @@ def test_explain_image_returns_grid_predictions_and_archive(result, classifier):
     espresso = classifier.search_classes("espresso", limit=1)[0][0]
     assert len(result.targets) == 3 and result.targets[2] == espresso
     assert result.methods == FAST
-    assert set(result.tiles) == {(m, t) for m in FAST for t in result.targets}
-    tile = result.tiles[("gradcam", espresso)]
+    assert set(result.tiles) == {(m, t, False) for m in FAST for t in result.targets}
+    tile = result.tiles[("gradcam", espresso, False)]
     assert tile.map.shape == classifier.input_size and 0 <= tile.map.min() <= tile.map.max() <= 1
     assert result.crop.size == classifier.input_size[::-1]
 
@@ -268,7 +268,7 @@ def test_shared_scale_is_per_method(result):
     own = export.display_maps(result.explained(), shared=False)
     shared = export.display_maps(result.explained(), shared=True)
     for method in result.methods:
-        peak = max(float(shared[(method, t)].max()) for t in result.targets)
+        peak = max(float(shared[(method, t, False)].max()) for t in result.targets)
         assert peak == pytest.approx(1.0, abs=1e-5)
     assert set(own) == set(shared)
 
@@ -333,12 +333,10 @@ def test_unavailable_and_non_counterfactual_methods_are_skipped(monkeypatch, cla
     assert read_results(result[0]).notes == ["Skipped: Grad-CAM (pretend it does not fit)."]
     with pytest.raises(errors.UserError, match="None of the chosen methods"):
         handlers.usable_methods(classifier, classifier.default_layer, ["gradcam"], False)
-    no_cf = [m for m, info in explainers.METHODS.items() if not info.counterfactual]
-    if no_cf:
-        kept, skipped = handlers.usable_methods(
-            classifier, classifier.default_layer, ["layercam", no_cf[0]], counterfactual=True
-        )
-        assert kept == ["layercam"] and "why not" in skipped[0]
+    kept, skipped = handlers.usable_methods(
+        classifier, classifier.default_layer, ["layercam", "gradient"], counterfactual=True
+    )
+    assert kept == ["layercam", "gradient"] and skipped == []  # Gradient keeps its class rows
 
 
 def test_model_and_layer_handlers_rebuild_the_controls(classifier):
@@ -361,12 +359,52 @@ def test_model_and_layer_handlers_rebuild_the_controls(classifier):
     assert isinstance(note2, str)
 
 
-def test_counterfactual_run(classifier):
-    cf = [m for m in FAST if explainers.METHODS[m].counterfactual]
-    outputs = handlers.explain_image(str(COMPOSITE), methods=cf, top_k=1, counterfactual=True)
+def test_why_not_adds_a_row_under_each_class(classifier):
+    methods = ["gradcam", "gradient"]  # Gradient has no "why not" form
+    calls = state.ENGINE_CALLS
+    outputs = handlers.explain_image(str(COMPOSITE), methods=methods, top_k=2, counterfactual=True)
     result = outputs[-1]
-    assert result.counterfactual and all(t.counterfactual for t in result.tiles.values())
-    assert read_results(outputs[0]).columns[2:] == [explainers.METHODS[m].title + " why not" for m in cf]
+    assert state.ENGINE_CALLS == calls + 2  # the maps for, then the "why not" maps
+    classes = result.targets
+    assert result.counterfactual and len(classes) == 2
+    assert set(result.tiles) == {(m, t, False) for m in methods for t in classes} | {
+        ("gradcam", t, True) for t in classes
+    }
+    for t in classes:  # a "why not" map is not the map for the class
+        assert not np.allclose(result.tiles[("gradcam", t, True)].raw, result.tiles[("gradcam", t, False)].raw)
+    table = read_results(outputs[0])
+    assert table.columns[2:] == ["Grad-CAM", "Gradient"]
+    headers = [row.header for row in table.rows]
+    assert len(headers) == 4
+    for i, t in enumerate(classes):  # each class row, then its "why not" row right under it
+        name = result.labels[t]
+        assert headers[2 * i].startswith(name) and headers[2 * i + 1].startswith("why not" + name)
+        assert len(table.rows[2 * i].tiles) == 3 and len(table.rows[2 * i + 1].tiles) == 2  # no Gradient cell
+        assert "-cf_" in table.rows[2 * i + 1].tiles[1].name and "-cf_" not in table.rows[2 * i].tiles[1].name
+    assert table.notes == ["No “why not” maps for: Gradient (no such form)."]
+    redrawn = read_results(handlers.rerender(result, "gray", 0.5, True)[0])  # one scale per method and kind
+    assert [row.header for row in redrawn.rows] == headers and state.ENGINE_CALLS == calls + 2
+    assert outputs[3].startswith("**6 maps**")
+    with zipfile.ZipFile(outputs[2]) as zf:
+        info = json.loads(zf.read(next(n for n in zf.namelist() if n.endswith(".json"))))
+        keys = set(np.load(io.BytesIO(zf.read(next(n for n in zf.namelist() if n.endswith(".npz"))))).files)
+        names = zf.namelist()
+    assert {m["key"] for m in info["maps"]} == {f"gradcam-cf/{t}" for t in classes} | {
+        f"{m}/{t}" for m in methods for t in classes
+    }
+    assert {f"gradcam-cf/{t}/raw" for t in classes} <= keys and {f"gradcam/{t}/raw" for t in classes} <= keys
+    assert len({m["file"] for m in info["maps"]}) == 6 and all(m["file"] in names for m in info["maps"])
+
+
+def test_why_not_rows_count_towards_the_map_limit_and_the_estimate(monkeypatch, classifier):
+    monkeypatch.setattr(config, "MAX_MAPS", 4)
+    handlers.checked_request(config.DEFAULT_MODEL, None, ["gradcam", "gradient"], 2, [], False)
+    with pytest.raises(errors.UserError, match="That is 6 maps"):
+        handlers.checked_request(config.DEFAULT_MODEL, None, ["gradcam", "gradient"], 2, [], True)
+    layer = classifier.default_layer
+    plain = handlers.estimated_seconds(classifier, layer, ["scorecam", "gradient"], 2)
+    why_not = handlers.estimated_seconds(classifier, layer, ["scorecam", "gradient"], 2, (2, ["scorecam"]))
+    assert why_not == pytest.approx(plain + handlers.estimated_seconds(classifier, layer, ["scorecam"], 2))
 
 
 def test_main_parses_flags(monkeypatch):
@@ -445,7 +483,7 @@ def test_a_tile_says_how_many_masks_rise_drew(classifier, monkeypatch):
     few_masks = functools.partial(explainers.explain, options=explainers.Options(rise_masks=16))
     monkeypatch.setattr(state.explainers, "explain", few_masks)
     computed = state.compute(Image.open(COMPOSITE), config.DEFAULT_MODEL, None, ["rise"], 0, [281], False)
-    assert computed.tiles[("rise", 281)].settings == {"masks": 16}  # the engine's, carried over
+    assert computed.tiles[("rise", 281, False)].settings == {"masks": 16}  # the engine's, carried over
 
 
 def test_the_budget_costs_rise_on_the_models_device(classifier):
@@ -467,7 +505,8 @@ def faithfulness_result():
 def test_faithfulness_panel_measures_every_map(faithfulness_result):
     from matplotlib.figure import Figure
 
-    figure, table = faithfulness.measure_faithfulness(faithfulness_result)
+    figure, table, checks = faithfulness.measure_faithfulness(faithfulness_result)
+    assert not checks.visible  # no "why not" rows
     assert isinstance(figure, Figure) and len(figure.axes) == 2  # one panel per method family
     rows = table.value["data"]
     assert [(r[0], r[1]) for r in rows] == [
@@ -500,9 +539,10 @@ def test_sanity_check_of_gradcam_judges_it_against_controls_and_needs_a_result(f
 
 def test_why_not_maps_get_the_counterfactual_check():
     result = state.compute(Image.open(COMPOSITE), config.DEFAULT_MODEL, None, ["gradcam", "layercam"], 1, [], True)
-    figure, table = faithfulness.measure_faithfulness(result)
-    assert figure is None and table.headers == faithfulness.COUNTERFACTUAL_HEADERS
-    rows = table.value["data"]
+    figure, table, checks = faithfulness.measure_faithfulness(result)
+    assert figure is not None and [r[0] for r in table.value["data"]] == ["Grad-CAM", "LayerCAM"]  # class rows
+    assert checks.visible and checks.headers == faithfulness.COUNTERFACTUAL_HEADERS
+    rows = checks.value["data"]
     assert [r[0] for r in rows] == ["Grad-CAM", "LayerCAM"]
     for _, _, region, shifted, verdict in rows:
         if verdict.startswith("no region"):

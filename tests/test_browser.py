@@ -371,3 +371,29 @@ def test_rather_than_adds_contrast_rows(desktop):
     assert names == ["tabby", "tabby rather than espresso"]
     assert page.locator("#results tr.contrast").count() == 1
     _shot(page, "contrast")
+
+
+def test_why_not_adds_a_row_under_each_class(desktop):
+    page = desktop
+    page.set_input_files("#input-image input[type=file]", str(COMPOSITE))
+    page.wait_for_selector("#input-image img")
+    _pick_methods(page, {"Grad-CAM", "LayerCAM"})
+    page.locator("#topk input[type=number]").fill("0")
+    page.locator("#classes input").fill("tabby")
+    page.get_by_role("option", name="281: tabby").click()
+    page.locator("#rather-than input").click()
+    page.locator("#rather-than input").press_sequentially("espresso")
+    page.get_by_role("option", name="967: espresso").click()
+    page.get_by_label("Why not?").check()
+    _explain(page, 9)  # tabby, "why not" tabby, tabby rather than espresso x (the input + 2 methods)
+    rows = page.locator("#results tbody tr").all()
+    assert [r.locator(".class-name").inner_text() for r in rows] == ["tabby", "tabby", "tabby rather than espresso"]
+    assert [r.locator(".why-not").count() for r in rows] == [0, 1, 0]
+    evidence_for, against = ([_box(t) for t in r.locator("img.tile").all()] for r in rows[:2])
+    assert len(evidence_for) == len(against) == 3
+    for a, b in zip(evidence_for, against):  # side by side: same column, the "why not" tile right under
+        assert a["width"] >= 224 and abs(a["x"] - b["x"]) < 1
+        assert 0 <= b["y"] - (a["y"] + a["height"]) < 60
+    sources = [t.get_attribute("src") for r in rows[:2] for t in r.locator("img.tile").all()[1:]]
+    assert all("-cf_" not in s for s in sources[:2]) and all("-cf_" in s for s in sources[2:])
+    _shot(page, "why_not")

@@ -3,6 +3,7 @@ names, npz keys and json record for the same request (explainers/export.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -131,3 +132,58 @@ def test_contrast_and_class_set_maps_get_stable_keys_and_file_safe_names(tmp_pat
         assert float(arrays["gradcam++/set-pets/raw"][0, 0]) == 3.0
     assert export.row_title(Contrast(2, 7), labels) == "tabby/cat rather than espresso"
     assert export.row_title(2, labels) == "2 tabby/cat"
+
+
+def test_a_class_map_and_its_why_not_map_are_kept_apart(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from explainers import export
+
+    labels = ["tabby", "espresso"]
+
+    def saliency(counterfactual: bool) -> SimpleNamespace:
+        value = 0.9 if counterfactual else 0.1
+        return SimpleNamespace(
+            method="gradcam",
+            target=0,
+            counterfactual=counterfactual,
+            probability=0.25,
+            seconds=0.1,
+            map=np.full((8, 8), value, np.float32),
+            raw=np.full((8, 8), value, np.float32),
+        )
+
+    explained = export.Explained(
+        name="pic.png",
+        model="net",
+        layer="layer4",
+        device="cpu",
+        input_size=(8, 8),
+        crop=Image.new("RGB", (8, 8)),
+        labels=labels,
+        methods=["gradcam"],
+        targets=[0],
+        probabilities={0: 0.25},
+        predictions=[(0, 0.25)],
+        maps=[saliency(True), saliency(False)],
+        counterfactual=True,
+    )
+    assert explained.rows() == [(0, False), (0, True)]  # the class's row, then its "why not" row
+    assert explained.get("gradcam", 0).counterfactual is False
+    assert explained.get("gradcam", 0, counterfactual=True).counterfactual is True
+    info = export.write_folder(tmp_path, explained, export.Display(colormap="gray", opacity=1.0))
+    assert sorted(m["file"] for m in info["maps"]) == ["pic_gradcam-cf_0-tabby.png", "pic_gradcam_0-tabby.png"]
+    with (
+        Image.open(tmp_path / "pic_gradcam_0-tabby.png") as evidence_for,
+        Image.open(tmp_path / "pic_gradcam-cf_0-tabby.png") as against,
+    ):
+        assert np.asarray(evidence_for.convert("L")).mean() < np.asarray(against.convert("L")).mean()
+    with np.load(tmp_path / "pic_maps.npz") as arrays:
+        assert float(arrays["gradcam/0/raw"][0, 0]) == np.float32(0.1)
+        assert float(arrays["gradcam-cf/0/raw"][0, 0]) == np.float32(0.9)
+    with Image.open(tmp_path / "pic_grid.png") as grid:
+        only_for = dataclasses.replace(explained, maps=[saliency(False)])
+        one_row = export.draw_grid(only_for, export.draw_overlays(only_for, export.Display()))
+        assert grid.height > one_row.height  # two rows of maps

@@ -232,7 +232,7 @@ def test_the_faithfulness_panel_has_a_budget_and_gives_memory_back(monkeypatch):
     with pytest.raises(gr.Error, match=r"Measuring 4 maps could take up to about"):
         faithfulness.measure_faithfulness(result)
     monkeypatch.setattr(config, "MAX_REQUEST_SECONDS", 600)
-    figure, table = faithfulness.measure_faithfulness(result)
+    figure, table, _ = faithfulness.measure_faithfulness(result)
     assert len(table.value["data"]) == 4 and released  # memory returned after the panel
 
 

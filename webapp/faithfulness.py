@@ -67,25 +67,32 @@ def measured_classes(result: Result) -> list[int]:
 
 @friendly_errors("measure faithfulness")
 def measure_faithfulness(result: Result | str | None, progress: gr.Progress = gr.Progress()) -> tuple:
-    """Deletion and insertion curves (one plot per method family) and a table of the areas,
-    Average Drop and Increase in Confidence, for every map of the current result."""
+    """For every map of the current result: deletion and insertion curves (one plot per method
+    family) and a table of the areas, Average Drop and Increase in Confidence of the class rows;
+    the counterfactual check of the "why not" rows in a second table (hidden without them)."""
     result = _explained(result)
     classifier = models.load(result.model)
-    keys = [(m, t) for t in measured_classes(result) for m in result.methods if (m, t) in result.tiles]
-    passes = COUNTERFACTUAL_PASSES if result.counterfactual else FAITHFULNESS_PASSES
+    keys = [(m, t) for t in measured_classes(result) for m in result.methods if (m, t, False) in result.tiles]
+    why_not = [(m, t) for t in measured_classes(result) for m in result.methods if (m, t, True) in result.tiles]
+    passes = len(keys) * FAITHFULNESS_PASSES + len(why_not) * COUNTERFACTUAL_PASSES
     budget.check_estimate(
-        len(keys) * passes * state.PASS_TIMES.seconds(classifier),
+        passes * state.PASS_TIMES.seconds(classifier),
         config.MAX_REQUEST_SECONDS,
-        f"Measuring {len(keys)} maps",
+        f"Measuring {len(keys) + len(why_not)} maps",
         "Explain fewer methods or classes first.",
     )
     deadline = budget.Deadline(config.MAX_REQUEST_SECONDS)
     try:
         with state.ENGINE_SLOTS:
-            measure = _counterfactual_check if result.counterfactual else _faithfulness
-            return measure(result, classifier, keys, deadline, progress)
+            figure, table = _faithfulness(result, classifier, keys, deadline, progress) if keys else (None, None)
+            checks = _counterfactual_check(result, classifier, why_not, deadline, progress) if why_not else None
     finally:
         memory.release_memory()
+    return (
+        figure,
+        table if table is not None else gr.Dataframe(value=[], headers=FAITHFULNESS_HEADERS),
+        checks if checks is not None else gr.Dataframe(value=[], headers=COUNTERFACTUAL_HEADERS, visible=False),
+    )
 
 
 def _faithfulness(
@@ -100,7 +107,7 @@ def _faithfulness(
         state.checkpoint(deadline)
         title = explainers.METHODS[method].title
         progress(done / len(keys), desc=f"{title} · {result.labels[target]}")
-        saliency = [result.tiles[(method, target)].map]
+        saliency = [result.tiles[(method, target, False)].map]
         paths = metrics.deletion_insertion(classifier, result.inputs, saliency, [target], steps=FAITHFULNESS_STEPS)
         change = metrics.confidence_change(classifier, result.inputs, saliency, [target])
         curves.setdefault(method, []).append((paths.deletion[0], paths.insertion[0]))
@@ -132,14 +139,15 @@ def _counterfactual_check(
     keys: list[tuple[str, int]],
     deadline: budget.Deadline,
     progress: Callable[..., Any],
-) -> tuple:
-    """The counterfactual check of every "why not" map: no curves, one table row per map."""
+) -> gr.Dataframe:
+    """The counterfactual check of every "why not" map: one table row per map."""
     rows = []
     for done, (method, target) in enumerate(keys):
         state.checkpoint(deadline)
         title = explainers.METHODS[method].title
         progress(done / len(keys), desc=f"{title} · why not {result.labels[target]}")
-        check = metrics.counterfactual_check(classifier, result.inputs, [result.tiles[(method, target)].raw], [target])
+        raw = result.tiles[(method, target, True)].raw
+        check = metrics.counterfactual_check(classifier, result.inputs, [raw], [target])
         region, shifted = float(check.region_gain[0]), float(check.shifted_gain[0])
         if np.isnan(region):
             rows.append([title, result.labels[target], "–", "–", "no region: the map is empty"])
@@ -147,7 +155,7 @@ def _counterfactual_check(
             rows.append(
                 [title, result.labels[target], round(region, 3), round(shifted, 3), "yes" if region > shifted else "no"]
             )
-    return None, gr.Dataframe(value=rows, headers=COUNTERFACTUAL_HEADERS)
+    return gr.Dataframe(value=rows, headers=COUNTERFACTUAL_HEADERS, visible=True)
 
 
 def reference_images(classifier: models.Classifier, inputs: torch.Tensor) -> torch.Tensor | None:
@@ -265,6 +273,7 @@ class Panel:
     measure: gr.Button
     curves: gr.Plot
     table: gr.Dataframe
+    why_not_table: gr.Dataframe
     sanity_method: gr.Dropdown
     sanity: gr.Button
     sanity_note: gr.Markdown
@@ -280,12 +289,21 @@ def build() -> Panel:
         table = gr.Dataframe(
             headers=FAITHFULNESS_HEADERS, interactive=False, wrap=True, max_height=420, elem_id="faithfulness-table"
         )
+        why_not_table = gr.Dataframe(
+            headers=COUNTERFACTUAL_HEADERS,
+            label="“Why not” maps: the counterfactual check",
+            interactive=False,
+            wrap=True,
+            max_height=420,
+            visible=False,
+            elem_id="why-not-table",
+        )
         with gr.Row(equal_height=True):
             sanity_method = gr.Dropdown(choices=[], label="Method to sanity-check", elem_id="sanity-method", scale=3)
             sanity = gr.Button("Sanity check", elem_id="sanity", scale=1)
         sanity_note = gr.Markdown(elem_id="sanity-note")
         sanity_plot = gr.Plot(label="Cascading randomisation", elem_id="sanity-plot", show_label=False)
-    return Panel(measure, curves, table, sanity_method, sanity, sanity_note, sanity_plot)
+    return Panel(measure, curves, table, why_not_table, sanity_method, sanity, sanity_note, sanity_plot)
 
 
 def wire(panel: Panel, result_state: gr.State) -> None:
@@ -294,7 +312,7 @@ def wire(panel: Panel, result_state: gr.State) -> None:
     panel.measure.click(
         measure_faithfulness,
         [result_state],
-        [panel.curves, panel.table],
+        [panel.curves, panel.table, panel.why_not_table],
         concurrency_id="engine",
         api_visibility="private",
         show_progress_on=[panel.curves],

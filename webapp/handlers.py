@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -187,7 +187,8 @@ def example_preset(image: Any) -> Any:
 def usable_methods(
     classifier: models.Classifier, layer: str | None, methods: list[str], counterfactual: bool
 ) -> tuple[list[str], list[str]]:
-    """(methods to run, "Title (reason)" of each chosen one skipped); UserError if none is left."""
+    """(methods to run, "Title (reason)" of each chosen one skipped); UserError if none is left.
+    With ``counterfactual``, methods without a "why not" form are kept (for their class rows)."""
     if not methods:
         raise UserError("Please tick at least one method.")
     unknown = [m for m in methods if m not in explainers.METHODS]
@@ -199,29 +200,48 @@ def usable_methods(
     available = choices.method_availability(classifier, layer)
     skipped = [f"{explainers.METHODS[m].title} ({available[m]})" for m in methods if available[m]]
     usable = [m for m in methods if not available[m]]
-    if counterfactual:
-        no_cf = [m for m in usable if not explainers.METHODS[m].counterfactual]
-        skipped += [f"{explainers.METHODS[m].title} (has no “why not” form)" for m in no_cf]
-        usable = [m for m in usable if m not in no_cf]
     if not usable:
         raise UserError("None of the chosen methods applies here: " + "; ".join(skipped) + ".")
     return usable, skipped
 
 
-def estimated_seconds(classifier: models.Classifier, layer: str | None, methods: list[str], n_classes: int) -> float:
-    """The run's estimated seconds: its forward passes times this model's measured pass time."""
-    passes = budget.layer_passes(classifier, layer, methods, n_classes)
+WhyNot = tuple[int, Sequence[str]]  # "why not" rows of a request: (classes, methods with that form)
+
+
+def why_not_methods(methods: list[str], counterfactual: bool) -> list[str]:
+    """The methods that get a "why not" row under each class (those with that form)."""
+    return [m for m in methods if explainers.METHODS[m].counterfactual] if counterfactual else []
+
+
+def why_not_note(methods: list[str], counterfactual: bool) -> str:
+    """ "No “why not” maps for: Gradient (no such form)." when "Why not?" is on and some of
+    ``methods`` have no counterfactual form, else ""."""
+    without = [explainers.METHODS[m].title for m in methods if m not in why_not_methods(methods, counterfactual)]
+    return f"No “why not” maps for: {', '.join(without)} (no such form)." if counterfactual and without else ""
+
+
+def estimated_seconds(
+    classifier: models.Classifier, layer: str | None, methods: list[str], n_rows: int, why_not: WhyNot = (0, ())
+) -> float:
+    """The run's estimated seconds: its forward passes (``methods`` for ``n_rows`` rows, and the
+    "why not" rows: ``why_not`` = (classes, their methods)) times this model's measured pass time."""
+    n_classes, cf_methods = why_not
+    passes = budget.layer_passes(classifier, layer, methods, n_rows)
+    if n_classes and cf_methods:
+        passes += budget.layer_passes(classifier, layer, list(cf_methods), n_classes)
     return passes * state.PASS_TIMES.seconds(classifier)
 
 
-def check_time(classifier: models.Classifier, layer: str | None, methods: list[str], n_classes: int) -> None:
+def check_time(
+    classifier: models.Classifier, layer: str | None, methods: list[str], n_classes: int, why_not: WhyNot = (0, ())
+) -> None:
     """UserError when the slow methods of a request would take longer than MAX_REQUEST_SECONDS."""
     slow = [m for m in methods if explainers.method_info(m).slow]
     if not slow:
         return
     titles = ", ".join(explainers.method_info(m).title for m in slow)
     budget.check_estimate(
-        estimated_seconds(classifier, layer, methods, n_classes),
+        estimated_seconds(classifier, layer, methods, n_classes, why_not),
         config.MAX_REQUEST_SECONDS,
         f"{titles} for {n_classes} class(es) on {classifier.name}",
         "Pick fewer slow methods or classes, or a smaller model.",
@@ -235,16 +255,19 @@ def estimate_note(
     top_k: float,
     classes: list[str] | None,
     rather_than: str | None = None,
+    counterfactual: bool = False,
 ) -> str:
     """What the next run will cost, said before it starts when it is slow: its estimated seconds
-    on this server (from the methods' forward passes and this model's measured pass time)."""
+    on this server (from the methods' forward passes and this model's measured pass time),
+    counting the contrast rows and, with ``counterfactual``, the "why not" rows."""
     try:
         classifier = models.load(model or config.DEFAULT_MODEL)
         layer = layer or classifier.default_layer
         usable, _ = usable_methods(classifier, layer, values.method_names(methods), False)
         n_classes = max(1, int(top_k or 0) + len(classes or []))
         rows = n_classes * (2 if rather_than else 1)  # a contrast row beside each class
-        seconds = estimated_seconds(classifier, layer, usable, rows)
+        why_not = (n_classes, why_not_methods(usable, bool(counterfactual)))
+        seconds = estimated_seconds(classifier, layer, usable, rows, why_not)
     except Exception:  # noqa: BLE001 - no estimate for a request the run itself will refuse
         return ""
     if seconds < config.SLOW_RUN_SECONDS:
@@ -257,6 +280,7 @@ def estimate_note(
         else "the fast maps appear first; **Stop** ends it"
     )
     contrasts = " and their contrasts" if rather_than else ""
+    contrasts += " and “why not” rows" if why_not[1] else ""
     return (
         f"⏱ About **{seconds:.0f} s** for {n_classes} class(es){contrasts} with "
         f"{', '.join(slow) or 'these methods'} ({verdict})."
@@ -300,11 +324,11 @@ def checked_request(
     if n_classes > config.MAX_CLASSES:
         raise UserError(f"That is {n_classes} classes; at most {config.MAX_CLASSES} per run.")
     n_rows = n_classes * (2 if contrast else 1)  # a contrast row beside each class
-    if n_rows * len(usable) > config.MAX_MAPS:
-        raise UserError(
-            f"That is {n_rows * len(usable)} maps; at most {config.MAX_MAPS} per run. Pick fewer methods or classes."
-        )
-    check_time(classifier, layer, usable, n_rows)
+    why_not = (n_classes, why_not_methods(usable, counterfactual))  # a "why not" row under each class
+    n_maps = n_rows * len(usable) + n_classes * len(why_not[1])
+    if n_maps > config.MAX_MAPS:
+        raise UserError(f"That is {n_maps} maps; at most {config.MAX_MAPS} per run. Pick fewer methods or classes.")
+    check_time(classifier, layer, usable, n_rows, why_not)
     return Checked(classifier, layer, top_k, chosen, usable, skipped, contrast[0] if contrast else None)
 
 
@@ -370,7 +394,7 @@ def explain_image(
             rather_than=contrast,
         )
         result.notes = [f"Skipped: {note}." for note in skipped] + [
-            note for note in [values.tiny_image_note(img)] if note
+            note for note in [why_not_note(usable, counterfactual), values.tiny_image_note(img)] if note
         ]
         view, grid, archive = results_view.present(result, colormap, opacity, shared_scale)
     finally:

@@ -107,8 +107,8 @@ def wire(ins: inputs.Inputs, res: results_view.Results, result_state: gr.State, 
         api_visibility="private",
     )
 
-    estimate_in = [ins.model, ins.layer, ins.methods, ins.top_k, ins.classes, ins.rather_than]
-    for control in (ins.methods, ins.top_k, ins.classes, ins.layer, ins.rather_than):
+    estimate_in = [ins.model, ins.layer, ins.methods, ins.top_k, ins.classes, ins.rather_than, ins.counterfactual]
+    for control in (ins.methods, ins.top_k, ins.classes, ins.layer, ins.rather_than, ins.counterfactual):
         control.change(
             handlers.estimate_note,
             estimate_in,

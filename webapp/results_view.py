@@ -72,9 +72,14 @@ def target_index(target: Target) -> str:
     return f"class {target}"
 
 
+def probability_of(result: Result, target: Target) -> float | None:
+    """The model's probability of a row's target (of the pair for a contrast), from its maps."""
+    return next((t.probability for (_, c, _), t in result.tiles.items() if c == target), None)
+
+
 def row_label(result: Result, target: Target) -> str:
     """ "tabby (41.2%)" for a row header."""
-    probability = next((t.probability for (m, c), t in result.tiles.items() if c == target), None)
+    probability = probability_of(result, target)
     suffix = f" ({probability:.1%})" if probability is not None else ""
     return f"{result.labels[target]}{suffix}"
 
@@ -87,7 +92,7 @@ def write_shown(result: Result, display: export.Display) -> Shown:
     overlays = export.draw_overlays(explained, display)
     pictures = {f"{stem}_input.png": result.crop}
     for tile in explained.maps:
-        pictures[export.overlay_name(stem, tile, explained.labels)] = overlays[(tile.method, tile.target)]
+        pictures[export.overlay_name(stem, tile, explained.labels)] = overlays[export.tile_key(tile)]
     pictures[f"{stem}_grid.png"] = export.draw_grid(explained, overlays)
     written = {}
     for name, picture in pictures.items():
@@ -102,8 +107,8 @@ def write_archive(result: Result, shown: Shown) -> str:
     the image and the model."""
     explained = result.explained()
     photo_files = {}
-    for (method, target), picture in export.draw_on_photo(explained, shown.display).items():
-        name = export.overlay_name(shown.stem, explained.get(method, target), explained.labels, photo=True)
+    for key, picture in export.draw_on_photo(explained, shown.display).items():
+        name = export.overlay_name(shown.stem, explained.get(*key), explained.labels, photo=True)
         export.save_picture(picture, shown.folder / name)
         photo_files[name] = shown.folder / name
     if not (result.npz_path and Path(result.npz_path).is_file()):
@@ -131,29 +136,30 @@ def _tile(path: Path, caption: str) -> str:
 
 def results_html(result: Result | None, shown: Shown | None) -> str:
     """The maps as an HTML table: a header row of method names, then per class a row header
-    (class and probability), the input and one tile per method with its time under it. Notes
-    (skipped methods, a tiny image) come first. Scrolls sideways when wider than the page."""
+    (class and probability), the input and one tile per method with its time under it; with
+    "Why not?", the class's "why not" row right under it (a cell left empty for a method
+    without that form). Notes (skipped methods, a tiny image) come first. Scrolls sideways
+    when wider than the page."""
     if result is None or shown is None:
         return PLACEHOLDER
     stem, labels = shown.stem, result.class_names
-    why_not = " <span class='why-not'>why not</span>" if result.counterfactual else ""
     head = "".join(
-        f"<th class='method' scope='col'>{html.escape(explainers.METHODS[m].title)}{why_not}</th>"
-        for m in result.methods
+        f"<th class='method' scope='col'>{html.escape(explainers.METHODS[m].title)}</th>" for m in result.methods
     )
     rows = []
-    for target in result.targets:
+    for target, why_not in result.explained().rows():
         label = html.escape(result.labels[target])
-        probability = next((t.probability for (m, c), t in result.tiles.items() if c == target), None)
+        probability = probability_of(result, target)
         of_pair = " of the pair" if isinstance(target, explainers.Contrast) else ""  # p_a / (p_a + p_b)
         chance = f"<span class='chance'>{probability:.1%}{of_pair}</span>" if probability is not None else ""
+        against = "<span class='why-not'>why not</span>" if why_not else ""
         cells = [
-            f"<th class='row' scope='row'><span class='class-name'>{label}</span>"
+            f"<th class='row' scope='row'>{against}<span class='class-name'>{label}</span>"
             f"<span class='class-index'>{target_index(target)}</span>{chance}</th>",
             f"<td class='input-cell'>{_tile(shown.files[stem + '_input.png'], INPUT_ALT)}</td>",
         ]
         for method in result.methods:
-            tile = result.tiles.get((method, target))
+            tile = result.tiles.get((method, target, why_not))
             if tile is None:
                 cells.append("<td class='missing'></td>")
                 continue
@@ -163,7 +169,8 @@ def results_html(result: Result | None, shown: Shown | None) -> str:
                 f"<td>{_tile(path, caption)}<div class='time'>{tile.seconds:.2f} s"
                 f"{html.escape(settings_note(tile) + empty_note(tile))}</div></td>"
             )
-        kind = " class='contrast'" if isinstance(target, explainers.Contrast) else ""
+        kind = " class='why-not-row'" if why_not else ""
+        kind = " class='contrast'" if isinstance(target, explainers.Contrast) else kind
         rows.append(f"<tr{kind}>{''.join(cells)}</tr>")
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in result.notes)
     notes_html = f"<ul class='results-notes'>{notes}</ul>" if notes else ""

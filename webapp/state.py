@@ -62,9 +62,9 @@ class Result:
     methods: list[str]
     targets: list[Target]  # the rows, in order: classes, each followed by its contrast if any
     labels: dict[Target, str]
-    tiles: dict[tuple[str, Target], Tile]
+    tiles: dict[export.TileKey, Tile]  # by (method, target, counterfactual): "why not" maps apart
     predictions: list[tuple[int, str, float]]
-    counterfactual: bool
+    counterfactual: bool  # "why not" rows were added (under each class, for the methods that have them)
     seconds: float
     inputs: Any = None  # the preprocessed image tensor [1, 3, H, W] the maps explain
     name: str = "image"  # the image's name, for the files
@@ -86,7 +86,8 @@ class Result:
 
     def explained(self) -> export.Explained:
         """The export's view of this result (the same as the CLI's for the same request)."""
-        tiles = [self.tiles[(m, t)] for t in self.targets for m in self.methods if (m, t) in self.tiles]
+        keys = [(m, t, cf) for t in self.targets for cf in (False, True) for m in self.methods]
+        tiles = [self.tiles[key] for key in keys if key in self.tiles]
         return export.Explained(
             name=self.name,
             model=self.model,
@@ -159,7 +160,9 @@ def compute(
 ) -> Result:
     """Run the engine once for all (target, method) pairs and collect the raw maps. With
     ``rather_than``, each class (top-k and chosen) gets a second row: the class rather than
-    ``rather_than`` (the top-k are then found by a forward pass first).
+    ``rather_than`` (the top-k are then found by a forward pass first). With
+    ``counterfactual``, a second engine call adds the "why not" maps of the same targets, for
+    the methods that have that form (explainers.METHODS[m].counterfactual).
 
     The engine is thread-safe (its hooks are per call), so runs on the same model share it;
     ENGINE_SLOTS bounds how many run at once.
@@ -173,7 +176,7 @@ def compute(
     start = time.perf_counter()
     with ENGINE_SLOTS:
         ENGINE_CALLS += 1
-        # One engine call: the top-k classes (known after its forward pass), then the chosen ones.
+        # The top-k classes (known after the engine's forward pass), then the chosen ones.
         explicit: list[Target] = list(classes)
         if rather_than is not None:
             ranked = top_classes(classifier, x, top_k) if top_k else []
@@ -185,16 +188,26 @@ def compute(
             top_k=top_k or None,
             targets=explicit or None,
             layer=layer,
-            counterfactual=counterfactual,
             progress=progress,
         )
-    targets = [export.as_target(t) for t in explanation.targets[0]]
+        targets = [export.as_target(t) for t in explanation.targets[0]]
+        # A second call for the "why not" rows: evidence against each class (contrasts have none).
+        why_not = [m for m in methods if explainers.METHODS[m].counterfactual] if counterfactual else []
+        classes_only = [t for t in targets if isinstance(t, int)]
+        explanations = [explanation]
+        if why_not and classes_only:
+            ENGINE_CALLS += 1
+            explanations.append(
+                explainers.explain(
+                    classifier, x, why_not, targets=classes_only, layer=layer, counterfactual=True, progress=progress
+                )
+            )
     seconds = time.perf_counter() - start
     tiles = {}
-    for m in explanation.maps:
+    for m in (m for run in explanations for m in run.maps):
         if m.image == 0:
             target = export.as_target(m.target)
-            tiles[(m.method, target)] = Tile(
+            tiles[(m.method, target, bool(m.counterfactual))] = Tile(
                 m.method,
                 target,
                 np.asarray(m.map, np.float32),

@@ -37,7 +37,7 @@ CSS = f"""
 #results .class-name {{display: block; font-size: 0.95rem;}}
 #results .class-index, #results .chance {{display: block; font-weight: 400; font-size: 0.78rem;
                                          color: var(--body-text-color-subdued);}}
-#results .why-not {{font-weight: 400; font-size: 0.75rem; color: var(--color-red-500, #c00);}}
+#results .why-not {{display: block; font-weight: 600; font-size: 0.75rem; color: var(--color-red-500, #c00);}}
 #results img.tile {{width: {TILE_PX}px; height: {TILE_PX}px; max-width: none; display: block;
                    margin: 0;
                    border-radius: 4px; object-fit: contain;}}

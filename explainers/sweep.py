@@ -1,0 +1,252 @@
+"""Which layer? One image explained by CAM-family methods at several layers, with one forward pass
+(a tap on every layer) and one backward pass to all of them, then a faithfulness score per layer.
+
+- The taps run in "keep" mode with the graph recorded from the input: the gradient of the target's
+  score with respect to each layer is then its exact total derivative whatever the architecture
+  (a "detach" tap at the earliest layer would also be exact on a chain, but cuts the gradient of a
+  parallel branch computed from tensors before it).
+- The maps are the registry's own units (`explainers.registry.get_method(...).compute`) read from
+  a per-layer `Recording`, so each equals `explainers.explain` at that layer alone.
+- Score of a layer: insertion AUC - deletion AUC (`explainers.metrics.deletion_insertion`, all
+  layers' maps in one batched run, `steps` steps); the recommended layer has the best score.
+- Layers whose maps correlate at Pearson r >= SAME_MAP_R are noted as giving the same map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cam_formulas import upsample
+from .engine import normalise
+from .errors import ExplainerError
+from .gradients import batched_grads, target_directions
+from .metrics import deletion_insertion, module_of
+from .options import Options
+from .registry import Context, Method, Recording, get_method
+from .taps import eval_mode, layer_tap
+from .targets import TargetSet
+from .validation import method_problem
+
+DEFAULT_LAYER_COUNT = 8
+DEFAULT_STEPS = 20
+SAME_MAP_R = 0.99
+
+
+@dataclass(frozen=True)
+class LayerScore:
+    """Deletion and insertion AUC of one map (lower deletion, higher insertion is better)."""
+
+    deletion: float
+    insertion: float
+
+    @property
+    def score(self) -> float:
+        """insertion - deletion: the sweep's faithfulness score (higher is better)."""
+        return self.insertion - self.deletion
+
+
+@dataclass(frozen=True)
+class SameMap:
+    """Two layers whose maps of one method correlate at Pearson r >= SAME_MAP_R."""
+
+    method: str
+    layers: tuple[str, str]
+    r: float
+
+
+@dataclass
+class Sweep:
+    """Maps of one image's target per method and layer, with their scores and a recommendation."""
+
+    target: int
+    probability: float
+    label: str | None
+    methods: list[str]
+    layers: list[str]
+    maps: dict[str, dict[str, np.ndarray]]  # method -> layer -> float32 [H, W] in [0, 1]
+    raw: dict[str, dict[str, np.ndarray]]  # method -> layer -> float32 [H, W], unnormalised
+    scores: dict[str, dict[str, LayerScore]] = field(default_factory=dict)  # empty when not scored
+    same_maps: list[SameMap] = field(default_factory=list)
+
+    def recommended(self, method: str | None = None) -> str | None:
+        """The layer with the best insertion - deletion for `method` (all methods: the best mean
+        score); None when the sweep was not scored."""
+        if not self.scores:
+            return None
+        names = [method] if method else self.methods
+        mean = {layer: np.mean([self.scores[m][layer].score for m in names]) for layer in self.layers}
+        return max(self.layers, key=lambda layer: mean[layer])
+
+    def to_json(self) -> dict:
+        """The scores, the recommendation and the same-map notes as plain JSON values."""
+        return {
+            "target": self.target,
+            "label": self.label,
+            "probability": self.probability,
+            "methods": self.methods,
+            "layers": self.layers,
+            "score": "insertion AUC - deletion AUC (higher is better)",
+            "scores": {
+                m: {
+                    layer: {"deletion": s.deletion, "insertion": s.insertion, "score": s.score}
+                    for layer, s in per_layer.items()
+                }
+                for m, per_layer in self.scores.items()
+            },
+            "recommended": self.recommended(),
+            "recommended_per_method": {m: self.recommended(m) for m in self.methods} if self.scores else {},
+            "same_maps": [{"method": s.method, "layers": list(s.layers), "r": s.r} for s in self.same_maps],
+        }
+
+
+def default_layers(classifier, count: int = DEFAULT_LAYER_COUNT) -> list[str]:
+    """`count` layers spread evenly over the classifier's non-pooled layers (first and last included)."""
+    names = [info.name for info in classifier.layers if not info.pooled]
+    if not names:
+        raise ExplainerError(f"{getattr(classifier, 'name', 'The model')} has no spatial layer to sweep.")
+    picks = np.linspace(0, len(names) - 1, min(count, len(names))).round().astype(int)
+    return [names[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def sweep(
+    model,
+    x: torch.Tensor,
+    methods: Sequence[str] = ("gradcam",),
+    layers: Sequence[str] | None = None,
+    target: int | None = None,
+    steps: int = DEFAULT_STEPS,
+    score: bool = True,
+    options: Options | None = None,
+    batch_size: int = 64,
+) -> Sweep:
+    """Explains `target` (default: the top class) of the single image `x` with every method at every
+    layer: one forward pass, one backward pass to all layers, then (with `score`) deletion and
+    insertion with `steps` steps for every map in one batched run.
+
+    model: a models.Classifier (layers default to `default_layers`) or a torch.nn.Module (layers
+    required). methods: CAM-family methods reading only a layer and its gradient (gradcam,
+    gradcam++, xgradcam, hirescam, layercam, eigengradcam, eigencam, cam).
+    """
+    module = module_of(model)
+    units = _check_methods(methods, module)
+    names = _check_layers(model, layers)
+    x = _single_image(x, module)
+    taps = [layer_tap(module, name, "keep") for name in names]
+    with eval_mode(module), ExitStack() as stack:
+        for tap in taps:
+            stack.enter_context(tap.attached())
+        with torch.enable_grad():
+            logits = module(x)
+        activations = [tap.activations() for tap in taps]
+    if logits.dim() != 2:
+        raise ExplainerError(f"The model must return logits [B, classes], not {list(logits.shape)}.")
+    probabilities = F.softmax(logits.detach().float(), dim=1)[0]
+    target = int(probabilities.argmax()) if target is None else int(target)
+    if not 0 <= target < logits.shape[1]:
+        raise ExplainerError(f"The target class must be between 0 and {logits.shape[1] - 1}; got {target}.")
+    targets = TargetSet([[target]])
+    directions = target_directions(logits.shape[1], targets.indices(logits.device))
+    grads = batched_grads(logits, activations, directions)
+    raw: dict[str, dict[str, np.ndarray]] = {unit.info.name: {} for unit in units}
+    for name, activation, grad in zip(names, activations, grads):
+        recording = Recording(logits.detach(), activations=activation.detach(), layer_grads=grad)
+        context = Context(module, x, name, targets, 1.0, options or Options(), recording)
+        for unit in units:
+            maps = upsample(context.maps_of(unit.info.name, lambda fraction: None), x.shape[-2:])
+            raw[unit.info.name][name] = maps[0, 0].detach().float().cpu().numpy()
+    labels = getattr(model, "labels", None)
+    result = Sweep(
+        target=target,
+        probability=float(probabilities[target]),
+        label=labels[target] if labels is not None else None,
+        methods=list(raw),
+        layers=names,
+        maps={m: {layer: normalise(r) for layer, r in per_layer.items()} for m, per_layer in raw.items()},
+        raw=raw,
+        same_maps=same_maps(raw),
+    )
+    if score:
+        result.scores = _scores(model, x, result, steps, batch_size)
+    return result
+
+
+def same_maps(raw: dict[str, dict[str, np.ndarray]], threshold: float = SAME_MAP_R) -> list[SameMap]:
+    """Every pair of layers whose maps of one method correlate at Pearson r >= threshold (two
+    constant maps count as the same, r = 1)."""
+    found = []
+    for method, per_layer in raw.items():
+        layers = list(per_layer)
+        r = pearson_matrix(np.stack([per_layer[layer].ravel() for layer in layers]))
+        for i, j in zip(*np.triu_indices(len(layers), k=1)):
+            if r[i, j] >= threshold:
+                found.append(SameMap(method, (layers[i], layers[j]), float(r[i, j])))
+    return found
+
+
+def pearson_matrix(rows: np.ndarray) -> np.ndarray:
+    """Pearson r between every two rows of [N, P] (one product of centred unit rows); a constant
+    row has r = 1 with another constant row and 0 with the rest."""
+    centred = rows.astype(np.float64) - rows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    constant = norms == 0
+    unit = centred / np.where(constant, 1.0, norms)[:, None]
+    r = unit @ unit.T
+    return np.where(constant[:, None] & constant[None, :], 1.0, r)
+
+
+def _scores(model, x: torch.Tensor, result: Sweep, steps: int, batch_size: int) -> dict[str, dict[str, LayerScore]]:
+    keys = [(m, layer) for m in result.methods for layer in result.layers]
+    maps = np.stack([result.maps[m][layer] for m, layer in keys])
+    curves = deletion_insertion(model, x, maps, [result.target] * len(keys), steps=steps, batch_size=batch_size)
+    scores: dict[str, dict[str, LayerScore]] = {m: {} for m in result.methods}
+    for (m, layer), deletion, insertion in zip(keys, curves.deletion_auc, curves.insertion_auc):
+        scores[m][layer] = LayerScore(float(deletion), float(insertion))
+    return scores
+
+
+def _check_methods(methods: Sequence[str], module) -> list[Method]:
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",")]
+    units = [get_method(name) for name in dict.fromkeys(m for m in methods if m)]
+    if not units:
+        raise ExplainerError("Choose at least one method.")
+    for unit in units:
+        needs = unit.info.needs
+        if unit.info.kind != "cam" or needs.input_graph or needs.attention or needs.input_gradient:
+            raise ExplainerError(
+                f"{unit.info.title} cannot be swept over layers: the sweep takes the CAM family "
+                "(methods that read only a layer and its gradient)."
+            )
+        reason = method_problem(unit, module)
+        if reason:
+            raise ExplainerError(reason)
+    return units
+
+
+def _check_layers(model, layers: Sequence[str] | None) -> list[str]:
+    if layers is None:
+        if not hasattr(model, "layers"):
+            raise ExplainerError("Give layers=[...] for a plain torch module.")
+        return default_layers(model)
+    if isinstance(layers, str):
+        layers = [name.strip() for name in layers.split(",")]
+    names = list(dict.fromkeys(name for name in layers if name))
+    if not names:
+        raise ExplainerError("Choose at least one layer.")
+    return names
+
+
+def _single_image(x: torch.Tensor, module) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ExplainerError("x must be a tensor [1, 3, H, W] (use model.preprocess(image)).")
+    x = x[None] if x.dim() == 3 else x
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ExplainerError(f"The sweep explains one image [1, 3, H, W], not {list(x.shape)}.")
+    parameter = next(module.parameters(), None)
+    return x.detach().float().to(parameter.device if parameter is not None else "cpu")

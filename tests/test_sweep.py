@@ -1,0 +1,159 @@
+"""The layer sweep: maps equal single-layer explanations, one forward pass, best-score recommendation, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import explainers
+from explainers import cli
+from explainers.metrics import deletion_insertion
+from explainers.sweep import default_layers, sweep
+
+GRADIENT_CAMS = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam"]
+LAYERS = ["act1", "act2", "act3", "copy"]
+
+
+class ThreeStageNet(nn.Module):
+    """conv-ReLU ("act1") -> conv-ReLU ("act2") -> conv-ReLU ("act3") -> Identity ("copy") -> GAP -> linear.
+
+    "copy" repeats "act3", so their maps are the same; the earlier layers see different grids.
+    """
+
+    def __init__(self, classes: int = 5, seed: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1, self.act1 = nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU()
+        self.conv2, self.act2 = nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU()
+        self.conv3, self.act3 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        self.copy = nn.Identity()
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.copy(self.act3(self.conv3(self.act2(self.conv2(self.act1(self.conv1(x)))))))
+        return self.fc(a.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def net_and_image():
+    torch.manual_seed(0)
+    return ThreeStageNet().eval(), torch.randn(1, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def result(net_and_image):
+    net, x = net_and_image
+    return sweep(net, x, GRADIENT_CAMS, LAYERS, target=2, steps=8)
+
+
+def test_maps_equal_single_layer_explanations(net_and_image, result):
+    net, x = net_and_image
+    for layer in LAYERS:
+        single = explainers.explain(net, x, GRADIENT_CAMS, targets=[2], layer=layer)
+        for method in GRADIENT_CAMS:
+            expected = single.get(method, 2)
+            np.testing.assert_allclose(result.raw[method][layer], expected.raw, atol=1e-5, err_msg=f"{method}@{layer}")
+            np.testing.assert_allclose(result.maps[method][layer], expected.map, atol=1e-5)
+    assert result.label is None and result.target == 2
+    with torch.no_grad():
+        probabilities = torch.softmax(net(x), dim=1)[0]
+    assert result.probability == pytest.approx(float(probabilities[2]), abs=1e-6)
+
+
+def test_early_layers_get_nonzero_maps(result):
+    """A gradient cut at a later tap would leave the early layers all zero."""
+    assert all(result.raw["gradcam"][layer].std() > 0 for layer in ("act1", "act2"))
+
+
+def test_one_forward_pass_for_all_layers_and_methods(net_and_image):
+    net, x = net_and_image
+    calls = []
+    handle = net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    try:
+        sweep(net, x, GRADIENT_CAMS, LAYERS, score=False)
+    finally:
+        handle.remove()
+    assert calls == [1]
+
+
+def test_scores_are_deletion_insertion_and_recommendation_is_the_best(net_and_image, result):
+    net, x = net_and_image
+    for method in ("gradcam", "layercam"):
+        maps = [result.maps[method][layer] for layer in LAYERS]
+        curves = deletion_insertion(net, x, maps, [2] * len(LAYERS), steps=8)
+        for layer, deletion, insertion in zip(LAYERS, curves.deletion_auc, curves.insertion_auc):
+            assert result.scores[method][layer].deletion == pytest.approx(deletion, abs=1e-6)
+            assert result.scores[method][layer].insertion == pytest.approx(insertion, abs=1e-6)
+        best = max(LAYERS, key=lambda layer: insertion_minus_deletion(result, method, layer))
+        assert result.recommended(method) == best
+    overall = max(
+        LAYERS, key=lambda layer: np.mean([insertion_minus_deletion(result, m, layer) for m in GRADIENT_CAMS])
+    )
+    assert result.recommended() == overall == result.to_json()["recommended"]
+
+
+def insertion_minus_deletion(result, method: str, layer: str) -> float:
+    score = result.scores[method][layer]
+    return score.insertion - score.deletion
+
+
+def test_same_maps_are_noted(result):
+    pairs = {(s.method, s.layers) for s in result.same_maps}
+    for method in GRADIENT_CAMS:
+        assert (method, ("act3", "copy")) in pairs
+    assert ("gradcam", ("act1", "act2")) not in pairs
+    assert all(s.r >= 0.99 for s in result.same_maps)
+
+
+@pytest.mark.parametrize("layers", [["act1", "nope"], [""], ["fc"]])
+def test_bad_layers_are_explainer_errors(net_and_image, layers):
+    net, x = net_and_image
+    with pytest.raises(explainers.ExplainerError):
+        sweep(net, x, ["gradcam"], layers, score=False)
+
+
+def test_non_cam_methods_are_refused(net_and_image):
+    net, x = net_and_image
+    with pytest.raises(explainers.ExplainerError, match="cannot be swept"):
+        sweep(net, x, ["gradcam", "scorecam"], LAYERS, score=False)
+
+
+def test_default_layers_spread_over_the_unpooled_layers():
+    class Layers:
+        layers = [type("L", (), {"name": f"l{i}", "pooled": i == 20})() for i in range(21)]
+
+    assert default_layers(Layers()) == ["l0", "l3", "l5", "l8", "l11", "l14", "l16", "l19"]
+
+
+def test_cli_layers_writes_overlays_and_sweep_json(tmp_path):
+    image = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), "RGB").save(image)
+    out = tmp_path / "out"
+    layers = ["blocks.2", "blocks.4", "bn2"]
+    code = cli.main(
+        [str(image), "--layers", ",".join(layers), "--methods", "gradcam,layercam", "--targets", "281"]
+        + ["--device", "cpu", "--out", str(out), "-q"]
+    )
+    assert code == 0
+    record = json.loads((out / "photo_sweep.json").read_text())
+    assert record["layers"] == layers and record["recommended"] in layers and record["target"] == 281
+    assert set(record["scores"]["gradcam"]) == set(layers)
+    for method in ("gradcam", "layercam"):
+        for layer in layers:
+            assert (out / record["overlays"][method][layer]).is_file()
+    assert cli.main([str(image), "--layers", "blocks.2,nope", "--out", str(out), "-q"]) == cli.EXIT_USAGE
+
+
+def test_pearson_matrix_matches_numpy_and_handles_constant_maps():
+    from explainers.sweep import pearson_matrix
+
+    rows = np.random.default_rng(1).random((4, 50))
+    np.testing.assert_allclose(pearson_matrix(rows), np.corrcoef(rows), atol=1e-12)
+    constant = np.stack([np.zeros(50), np.full(50, 2.0), rows[0]])
+    np.testing.assert_allclose(pearson_matrix(constant), [[1, 1, 0], [1, 1, 0], [0, 0, 1]], atol=1e-12)
