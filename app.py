@@ -26,6 +26,9 @@ Call it from Python (gradio_client); parameters left out take the UI's defaults:
     print(predictions)  # {"label": "...", "confidences": [{"label": "...", "confidence": 0.41}, ...]}
     print(archive)      # a .zip in explainers/export.py's layout (the CLI's folder): overlays on
                         # the crop and on the whole photo, grid, maps.npz, the json record
+
+/explain streams: ``client.submit(...)`` gives the maps table first (archive and grid None, as
+the page shows it), then the same with the grid and the zip; ``predict`` returns the last.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ as a Ray actor has) and Ray with 1 and 2 workers, on the same ImageNet sample ph
 (each engine writes into its own fresh folder).
 
     OMP_WAIT_POLICY=PASSIVE python bench/diagnose_throughput.py [--images 40] [--device cpu|cuda] [--out FILE]
+        [--no-ray]
 
 "end to end" is the whole call (model load, Ray start, actors' model loads, summary, report);
 "steady" counts the images after the first batch came back, over the time since then.
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--no-ray", action="store_true", help="the local engine only (where Ray is not installed)")
     args = parser.parse_args()
     files = sorted(args.folder.glob("*.JPEG"))[: args.images]
     with tempfile.TemporaryDirectory() as scratch:
@@ -81,7 +83,8 @@ def main() -> None:
         torch.set_num_threads(1)  # as each Ray actor (num_cpus=1: OMP_NUM_THREADS=1)
         runs.append({**measure(args.folder, labels, spec, "local", None, args.batch), "threads": 1})
         torch.set_num_threads(threads)
-        runs += [measure(args.folder, labels, spec, "ray", workers, args.batch) for workers in (1, 2)]
+        if not args.no_ray:
+            runs += [measure(args.folder, labels, spec, "ray", workers, args.batch) for workers in (1, 2)]
     same = all(run["misclassified"] == runs[0]["misclassified"] for run in runs)
     for run in runs:
         ratio = run["steady_per_s"] / runs[0]["steady_per_s"]

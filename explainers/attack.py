@@ -11,7 +11,7 @@ image that can be saved as a PNG and gives the reported predictions when loaded 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .engine import Explanation, explain
 from .errors import ExplainerError
 
 LEVELS = 255.0
+Progress = Callable[[float, str], None]  # (fraction done, what is being done); may raise to stop
 
 
 @dataclass
@@ -56,15 +58,25 @@ class AttackResult:
         change = (self.pixels - self.clean_pixels).abs().flatten(1).amax(dim=1) * LEVELS
         return [round(float(c), 3) for c in change]
 
+    def difference_gain(self, index: int = 0) -> float:
+        """How much difference_image amplifies image `index`'s change: its largest change becomes
+        full black or white (the gain of a 2-level change is 64)."""
+        return 0.5 / max(self.linf_levels[index] / LEVELS, 1.0 / LEVELS)
+
     def difference_image(self, index: int = 0, gain: float | None = None) -> Image.Image:
-        """The perturbation as an RGB picture: mid-grey is no change, amplified to be visible."""
+        """The perturbation as an RGB picture: mid-grey is no change, amplified (by
+        difference_gain unless `gain` is given) to be visible."""
         delta = (self.pixels[index] - self.clean_pixels[index]).cpu().numpy().transpose(1, 2, 0)
-        gain = gain if gain is not None else 0.5 / max(float(np.abs(delta).max()), 1.0 / LEVELS)
+        gain = gain if gain is not None else self.difference_gain(index)
         return Image.fromarray(np.clip((0.5 + gain * delta) * LEVELS, 0, 255).round().astype(np.uint8))
 
     def image(self, index: int = 0) -> Image.Image:
         """The adversarial image `index` as a PIL image (the crop the model sees)."""
         return to_image(self.pixels[index])
+
+    def clean_image(self, index: int = 0) -> Image.Image:
+        """The clean image `index` as the attack started from it (the crop the model sees)."""
+        return to_image(self.clean_pixels[index])
 
 
 def to_pixels(image: Image.Image) -> torch.Tensor:
@@ -90,6 +102,7 @@ def pgd(
     step_size: float | None = None,
     random_start: bool = True,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> AttackResult:
     """Projected gradient descent within an L-infinity ball of `epsilon` levels (0-255) per pixel.
 
@@ -100,7 +113,7 @@ def pgd(
     back into the budget and onto valid pixels. A targeted image stops moving once it is classified
     as its target with a margin, so it never walks out of the target again. The result is rounded to
     whole levels (the budget then counts whole levels: 2.5 allows 2) and the predictions are those of
-    the rounded images.
+    the rounded images. progress(fraction, message) is called after each step (it may raise to stop).
     """
     if epsilon < 0 or steps < 1:
         raise ExplainerError("The attack needs epsilon >= 0 levels and at least one step.")
@@ -131,6 +144,7 @@ def pgd(
             steps,
             random_start,
             seed,
+            progress,
         )
         with torch.no_grad():
             probabilities = F.softmax(logits_of(result).float(), dim=1)
@@ -161,6 +175,7 @@ def _descend(
     steps: int,
     random_start: bool,
     seed: int,
+    progress: Progress | None,
 ) -> torch.Tensor:
     """The PGD iterations; returns the adversarial pixels rounded to whole levels."""
     targeted = torch.tensor([g is not None for g in goals], device=clean.device)
@@ -172,7 +187,7 @@ def _descend(
         generator = torch.Generator(device="cpu").manual_seed(seed)
         delta = (torch.rand(clean.shape, generator=generator) * 2 - 1).to(clean.device) * radius
     adversarial = (clean + delta).clamp(0, 1)
-    for _ in range(steps):
+    for number in range(steps):
         adversarial.requires_grad_(True)
         logits = logits_of(adversarial)
         loss = F.cross_entropy(logits, aim, reduction="sum")
@@ -182,6 +197,8 @@ def _descend(
             moving = (~done).view(-1, 1, 1, 1).to(clean.dtype)
             adversarial = adversarial + moving * direction * step * grad.sign()
             adversarial = _project(adversarial, clean, radius)
+        if progress is not None:
+            progress((number + 1) / steps, f"Attack step {number + 1} of {steps}")
     whole_levels = math.floor(radius * LEVELS + 1e-6) / LEVELS  # rounding must not leave the budget
     return _project(_round_levels(adversarial.detach()), clean, whole_levels)
 
@@ -210,6 +227,7 @@ def attack_image(
     steps: int = 10,
     step_size: float | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> AttackResult:
     """PGD on the crop a models.Classifier sees of `image`, with the classifier's normalisation.
 
@@ -219,5 +237,93 @@ def attack_image(
     preprocessing = classifier.preprocessing
     pixels = to_pixels(classifier.crop(image))
     return pgd(
-        classifier.module, pixels, preprocessing.mean, preprocessing.std, epsilon, target, steps, step_size, seed=seed
+        classifier.module,
+        pixels,
+        preprocessing.mean,
+        preprocessing.std,
+        epsilon,
+        target,
+        steps,
+        step_size,
+        seed=seed,
+        progress=progress,
     )
+
+
+@dataclass
+class ExplainedAttack:
+    """An attack on one image and the maps of the same classes on the clean and the adversarial image."""
+
+    attack: AttackResult
+    clean: Explanation  # the clean image's maps (the same as explain() on the image)
+    adversarial: Explanation  # the adversarial crop's maps
+    classes: list[int]  # the classes explained: the clean top class, the adversarial one, the target
+
+    @property
+    def original(self) -> int:
+        """The clean image's top class."""
+        return self.attack.original[0]
+
+    @property
+    def predicted(self) -> int:
+        """The adversarial image's top class."""
+        return self.attack.predicted[0]
+
+
+def explain_attack(
+    classifier,
+    image: Image.Image,
+    methods: Sequence[str],
+    target: int | None = None,
+    epsilon: float = 2.0,
+    steps: int = 10,
+    layer: str | None = None,
+    progress: Progress | None = None,
+) -> ExplainedAttack:
+    """Attack `image` (attack_image) and explain the clean image and the adversarial crop with
+    `methods` for the clean top class, the adversarial top class and the target (each once).
+
+    The clean maps are explain()'s on `classifier.preprocess(image)`; the adversarial maps are those
+    of the adversarial crop exactly as attacked and as saved (`attack.image()`, taken as the model's
+    input as it is: see crop_input). progress(fraction, message) may raise to stop.
+    """
+    share = (0.7, 0.15, 0.15)  # of the progress bar: the attack, then each image's maps
+
+    def part(start: float, width: float) -> Progress | None:
+        if progress is None:
+            return None
+        report = progress
+
+        def scaled(fraction: float, message: str = "") -> None:
+            report(start + width * fraction, message)
+
+        return scaled
+
+    attack = attack_image(classifier, image, target, epsilon, steps, progress=part(0.0, share[0]))
+    classes = list(dict.fromkeys([attack.original[0], attack.predicted[0], *([target] if target is not None else [])]))
+    adversarial_input = crop_input(classifier, attack.image())
+    clean = explain(
+        classifier,
+        classifier.preprocess(image),
+        methods,
+        targets=classes,
+        layer=layer,
+        progress=part(share[0], share[1]),
+    )
+    adversarial = explain(
+        classifier,
+        adversarial_input,
+        methods,
+        targets=classes,
+        layer=layer,
+        progress=part(share[0] + share[1], share[2]),
+    )
+    return ExplainedAttack(attack, clean, adversarial, classes)
+
+
+def crop_input(classifier, crop: Image.Image) -> torch.Tensor:
+    """The normalised model input [1, 3, H, W] of a crop the model already sees (no resize, no crop)."""
+    preprocessing = classifier.preprocessing
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (to_pixels(crop)[None] - mean) / std

@@ -5,6 +5,7 @@
                          [--layer NAME] [--counterfactual] [--shared-scale] [--colormap jet] [--opacity 0.5]
                          [--device cpu|cuda] [--out DIR]
     python -m explainers IMAGE... --layers a,b,c|sweep [--methods gradcam,layercam] [--targets 281] ...
+    python -m explainers IMAGE... --attack espresso|967|any [--epsilon 2] [--attack-steps 10] [--methods ...]
     python -m explainers --list-models | --list-methods | --list-layers [--model NAME]
 
 For each image it writes into DIR (and nowhere else) the layout of explainers/export.py, the
@@ -16,6 +17,16 @@ same files as the web app's zip:
     <stem>_maps.npz               "<method>/<key>/map" (in [0, 1]) and "<method>/<key>/raw" arrays
 (<key>: the class index, "contrast-281-967" for --contrast tabby:espresso, "set-dog" for --class-set dog)
     <stem>.json                   model, layer, device, top-5 predictions, targets, methods, timings
+With --counterfactual each class also gets its "why not" maps (<method>-cf), for the methods that
+have that form, as the app adds its "why not" rows: the same files as the app's zip.
+With --attack (explainers.attack: PGD within --epsilon levels of 0-255 per pixel of the crop) it
+writes the layout above for the clean image and for the adversarial crop, each explaining the clean
+top class, the adversarial top class and the target:
+    <stem>_...                    the clean image's layout
+    <stem>_adversarial_input.png  the adversarial image (the crop the model sees, lossless)
+    <stem>_adversarial_...        its maps, grid, npz and json, in the same layout
+    <stem>_difference.png         the perturbation, amplified (mid-grey: no change)
+    <stem>_attack.json            target, budget, L-inf change, top-3 predictions before and after
 With --layers (a layer sweep, explainers/sweep.py: one target, the top class or the first of
 --targets) it writes instead:
     <stem>_<method>_<layer>.png   one overlay per (method, layer) on the crop
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import json
 import shutil
 import sys
@@ -38,9 +50,10 @@ from PIL import Image
 
 import explainers
 import models
-from explainers import export, rendering, request, sweep
+from explainers import attack, export, rendering, request, sweep
 
 DEFAULT_MODEL = "efficientnet_lite0"
+ATTACK_EPSILON, ATTACK_STEPS = 2.0, 10
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -73,6 +86,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _levels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= attack.LEVELS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 255 levels, got {text}")
     return value
 
 
@@ -130,7 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
         "model) and write per-layer overlays and <stem>_sweep.json with each layer's "
         "faithfulness score and the recommended layer (CAM-family methods, one target)",
     )
-    p.add_argument("--counterfactual", action="store_true", help="'why not' maps: the evidence against each class")
+    p.add_argument(
+        "--counterfactual",
+        action="store_true",
+        help="also the 'why not' maps: the evidence against each class (methods with that form)",
+    )
+    p.add_argument(
+        "--attack",
+        metavar="TARGET",
+        help="adversarial image (PGD): make the model see TARGET (a class index or name), or 'any' "
+        "other class than its top one; explains the clean and the adversarial image",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=_levels,
+        metavar="LEVELS",
+        help=f"--attack's budget: the largest change of a pixel, in 0-255 levels (default {ATTACK_EPSILON:g})",
+    )
+    p.add_argument(
+        "--attack-steps",
+        type=_positive_int,
+        metavar="N",
+        help=f"--attack's gradient steps (default {ATTACK_STEPS})",
+    )
     p.add_argument(
         "--shared-scale",
         action="store_true",
@@ -206,11 +251,12 @@ def check_layer(classifier, layer: str | None) -> None:
         raise UsageError(f"unknown layer {layer!r} for {classifier.name}{_suggest(layer, names)}; see --list-layers")
 
 
-def check_methods(classifier, methods: list[str], layer: str | None, counterfactual: bool) -> None:
-    if counterfactual:
-        without = [m for m in methods if not explainers.method_info(m).counterfactual]
-        if without:
-            raise UsageError(f"no counterfactual form for: {', '.join(without)}")
+def check_methods(classifier, methods: list[str], layer: str | None, counterfactual: bool = False) -> None:
+    """UsageError when a method cannot run on the model and layer, or when ``counterfactual`` asks
+    for "why not" maps that none of the methods has (some having none is fine: their class maps
+    are made, as in the app)."""
+    if counterfactual and not why_not_methods(methods, True):
+        raise UsageError(f"--counterfactual: none of {', '.join(methods)} has a 'why not' form")
     reasons = explainers.availability(classifier, layer)
     for method in methods:
         if reasons.get(method):
@@ -281,27 +327,75 @@ def load_image(path: Path) -> Image.Image:
 # --------------------------------------------------------------------------- outputs
 
 
+def why_not_methods(methods: list[str], counterfactual: bool) -> list[str]:
+    """The methods whose "why not" maps are added with --counterfactual (those with that form)."""
+    return [m for m in methods if explainers.method_info(m).counterfactual] if counterfactual else []
+
+
+def explain_image(
+    classifier, image: Image.Image, methods: list[str], targets: list | None, args, progress: Progress
+) -> list[explainers.Explanation]:
+    """The class maps of one image (``targets``, else the --top-k classes), then with
+    --counterfactual the "why not" maps of its classes, as the app computes them
+    (webapp.state.compute): a second engine call for the classes found."""
+    x = classifier.preprocess(image)
+    runs = [
+        explainers.explain(
+            classifier,
+            x,
+            methods=methods,
+            targets=targets,
+            top_k=None if targets else args.top_k,
+            layer=args.layer,
+            progress=progress,
+        )
+    ]
+    why_not = why_not_methods(methods, args.counterfactual)
+    classes = [t for t in runs[0].targets[0] if isinstance(t, int)]  # contrasts and sets have none
+    if why_not and classes:
+        runs.append(
+            explainers.explain(
+                classifier, x, why_not, targets=classes, layer=args.layer, counterfactual=True, progress=progress
+            )
+        )
+    return runs
+
+
 def explained(
-    path: Path, image: Image.Image, classifier, explanation, methods: list[str], counterfactual: bool
+    name: str,
+    classifier,
+    runs: Sequence[explainers.Explanation],
+    methods: list[str],
+    counterfactual: bool,
+    crop: Image.Image,
+    photo: Image.Image | None,
 ) -> export.Explained:
-    """The export's view of one image's explanation (the app builds the same)."""
-    maps = [m for m in explanation.maps if m.image == 0]
+    """The export's view of one image's explanation: the maps of its engine runs (the first gives
+    the targets and predictions; later ones add "why not" maps), in the app's order: per target,
+    its maps, then its "why not" maps, each in the methods' order. With the whole ``photo``, the
+    maps are also drawn on it."""
+    targets = [export.as_target(t) for t in runs[0].targets[0]]
+    order = {(m, t, cf): i for i, (t, cf, m) in enumerate(itertools.product(targets, (False, True), methods))}
+    maps = sorted(
+        (m for run in runs for m in run.maps if m.image == 0),
+        key=lambda m: order[(m.method, export.as_target(m.target), bool(m.counterfactual))],
+    )
     return export.Explained(
-        name=path.name,
+        name=name,
         model=classifier.name,
-        layer=explanation.layer,
-        device=str(explanation.device),
+        layer=runs[0].layer,
+        device=str(runs[0].device),
         input_size=tuple(classifier.input_size),
-        crop=classifier.crop(image),
+        crop=crop,
         labels=classifier.labels,
         methods=methods,
-        targets=list(dict.fromkeys(export.as_target(m.target) for m in maps)),
+        targets=targets,
         probabilities={export.as_target(m.target): float(m.probability) for m in maps},
-        predictions=explanation.top(5),
+        predictions=runs[0].top(5),
         maps=maps,
         counterfactual=counterfactual,
-        photo=image,
-        photo_box=export.photo_box(classifier.preprocessing, image.size),
+        photo=photo,
+        photo_box=export.photo_box(classifier.preprocessing, photo.size) if photo is not None else None,
     )
 
 
@@ -396,6 +490,99 @@ def write_sweep(out_dir: Path, stem: str, image: Image.Image, classifier, method
     return record
 
 
+def display_of(args) -> export.Display:
+    """How the maps are drawn: --colormap, --opacity, --shared-scale."""
+    return export.Display(args.colormap, args.opacity, args.shared_scale)
+
+
+def resolve_attack(classifier, args) -> int | None:
+    """The class --attack aims at (None for 'any' other class), after checking the options that go
+    with it; None without --attack."""
+    if not args.attack:
+        if args.epsilon is not None or args.attack_steps is not None:
+            raise UsageError("--epsilon and --attack-steps go with --attack TARGET")
+        return None
+    if args.layers or args.counterfactual or args.targets or args.contrast or args.class_set or args.top_k != 1:
+        raise UsageError(
+            "--attack explains the clean and the adversarial image's top classes and its target: use it "
+            "without --layers, --counterfactual, --targets, --contrast, --class-set, --top-k"
+        )
+    if args.attack.strip().lower() == "any":
+        return None
+    classes = resolve_targets(classifier, args.attack)
+    if len(classes) != 1:
+        raise UsageError(f"--attack: give one class (or 'any'), not {len(classes)}")
+    return classes[0]
+
+
+def write_attack(
+    out_dir: Path, stem: str, name: str, image: Image.Image, classifier, methods, aim: int | None, args, progress
+) -> dict:
+    """One image's attack (explainers.attack.explain_attack): the layout of the clean image, that of
+    the adversarial crop (stem "<stem>_adversarial"), the difference image and <stem>_attack.json;
+    returns that record."""
+    epsilon = args.epsilon if args.epsilon is not None else ATTACK_EPSILON
+    steps = args.attack_steps or ATTACK_STEPS
+    run = attack.explain_attack(classifier, image, methods, aim, epsilon, steps, layer=args.layer, progress=progress)
+    adversarial_stem = f"{stem}_adversarial"
+    export.write_folder(
+        out_dir,
+        explained(name, classifier, [run.clean], methods, False, classifier.crop(image), image),
+        display_of(args),
+        stem,
+    )
+    adversarial = run.attack.image()
+    export.write_folder(
+        out_dir,
+        explained(f"{adversarial_stem}.png", classifier, [run.adversarial], methods, False, adversarial, None),
+        display_of(args),
+        adversarial_stem,
+    )
+    export.save_picture(run.attack.difference_image(), out_dir / f"{stem}_difference.png")
+    record = attack_record(run, classifier.labels, name, classifier.name, steps)
+    record["files"] = {
+        "clean": f"{stem}.json",
+        "adversarial_image": f"{adversarial_stem}_input.png",
+        "adversarial": f"{adversarial_stem}.json",
+        "difference": f"{stem}_difference.png",
+    }
+    record["json"] = f"{stem}_attack.json"
+    (out_dir / record["json"]).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return record
+
+
+def attack_record(run: attack.ExplainedAttack, labels: Sequence[str], name: str, model: str, steps: int) -> dict:
+    """What an attack did: its target and budget, the change it made, the top-3 before and after."""
+
+    def top3(explanation: explainers.Explanation) -> list[dict]:
+        return [{"class": c, "label": labels[c], "probability": round(p, 6)} for c, p in explanation.top(3)]
+
+    result = run.attack
+    return {
+        "image": name,
+        "model": model,
+        "target": "any" if result.target[0] is None else {"class": result.target[0], "label": labels[result.target[0]]},
+        "epsilon": result.epsilon,
+        "steps": steps,
+        "linf_levels": result.linf_levels[0],
+        "success": result.success[0],
+        "difference_gain": round(result.difference_gain(), 3),
+        "classes": [{"class": c, "label": labels[c]} for c in run.classes],
+        "clean": top3(run.clean),
+        "adversarial": top3(run.adversarial),
+    }
+
+
+def attack_summary(record: dict) -> str:
+    """ "tabby (41.2%) -> espresso (97.0%), L-inf 2 of 2 levels" (and "target not reached")."""
+    before, after = record["clean"][0], record["adversarial"][0]
+    missed = "" if record["success"] else ", target not reached"
+    return (
+        f"{before['label']} ({before['probability']:.1%}) -> {after['label']} ({after['probability']:.1%}), "
+        f"L-inf {record['linf_levels']:g} of {record['epsilon']:g} levels{missed}"
+    )
+
+
 def _run(args, progress: Progress) -> int:
     listing = args.list_models or args.list_methods or args.list_layers
     if args.list_models:
@@ -420,6 +607,7 @@ def _run(args, progress: Progress) -> int:
     assert methods is not None  # every listing has returned
 
     sweep_layers = resolve_sweep_layers(classifier, args) if args.layers else None
+    aim = resolve_attack(classifier, args)
     check_layer(classifier, args.layer)
     check_methods(classifier, methods, args.layer, args.counterfactual)
     targets = (
@@ -458,19 +646,19 @@ def _run(args, progress: Progress) -> int:
                     where = out_dir / record["json"]
                     print(f"{prefix}: recommended layer {record['recommended']} -> {where}", file=sys.stderr)
                 continue
-            explanation = explainers.explain(
-                classifier,
-                classifier.preprocess(image),
-                methods=methods,
-                targets=targets,
-                top_k=None if targets else args.top_k,
-                layer=args.layer,
-                counterfactual=args.counterfactual,
-                progress=progress,
-            )
-            display = export.Display(args.colormap, args.opacity, args.shared_scale)
+            if args.attack:
+                record = write_attack(out_dir, stem, path.name, image, classifier, methods, aim, args, progress)
+                progress.clear()
+                if not args.quiet:
+                    print(f"{prefix}: {attack_summary(record)} -> {out_dir / record['json']}", file=sys.stderr)
+                continue
+            runs = explain_image(classifier, image, methods, targets, args, progress)
+            crop = classifier.crop(image)
             record = export.write_folder(
-                out_dir, explained(path, image, classifier, explanation, methods, args.counterfactual), display, stem
+                out_dir,
+                explained(path.name, classifier, runs, methods, args.counterfactual, crop, image),
+                display_of(args),
+                stem,
             )
         except BadImage as error:
             progress.clear()
@@ -493,6 +681,10 @@ def _run(args, progress: Progress) -> int:
                 f"-> {out_dir / record['grid']}",
                 file=sys.stderr,
             )
+    if args.counterfactual and not args.quiet:
+        without = [m for m in methods if m not in why_not_methods(methods, True)]
+        if without:
+            print(f"no 'why not' maps for: {', '.join(without)} (no such form)", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(files)} images failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

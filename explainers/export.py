@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import zipfile
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -168,7 +170,8 @@ def fit_photo(
     photo = photo.convert("RGB")
     scale = min(1.0, MAX_PHOTO_SIDE / max(photo.size))
     if scale < 1.0:
-        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.LANCZOS)
+        size = (round(photo.width * scale), round(photo.height * scale))
+        photo = photo.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)  # a box reduce first: fast
     left, top, right, bottom = (v * scale for v in box)
     return photo, (left, top, right, bottom)
 
@@ -197,21 +200,20 @@ def draw_overlays(explained: Explained, display: Display) -> dict[TileKey, Image
     }
 
 
-def draw_on_photo(explained: Explained, display: Display) -> dict[TileKey, Image.Image]:
+def draw_on_photo(explained: Explained, display: Display) -> Iterator[tuple[TileKey, Image.Image]]:
     """Every map over the whole photo at its resolution (long side at most MAX_PHOTO_SIDE): the
     map is mapped back through the resize and crop into the part of the photo the model saw;
-    the rest of the photo is left as it is. Empty without a photo."""
+    the rest of the photo is left as it is. (tile_key, picture) one at a time (a picture of
+    up to 2048 px each: save it before drawing the next); none without a photo."""
     if explained.photo is None or explained.photo_box is None:
-        return {}
+        return
     photo, photo_box = fit_photo(explained.photo, explained.photo_box)
     left, top, right, bottom = (int(round(v)) for v in photo_box)
     region = photo.crop((left, top, right, bottom))
-    out = {}
     for key, saliency in display_maps(explained, display.shared_scale).items():
         picture = photo.copy()
         picture.paste(rendering.overlay(region, saliency, display.colormap, display.opacity), (left, top))
-        out[key] = picture
-    return out
+        yield key, picture
 
 
 def title_of(explained: Explained) -> str:
@@ -320,7 +322,7 @@ def pictures(explained: Explained, display: Display, stem: str) -> dict[str, Ima
     out = {f"{stem}_input.png": explained.crop}
     for m in explained.maps:
         out[overlay_name(stem, m, explained.labels)] = overlays[tile_key(m)]
-    for key, picture in draw_on_photo(explained, display).items():
+    for key, picture in draw_on_photo(explained, display):
         drawn = explained.get(*key)
         assert drawn is not None  # draw_on_photo draws the maps of `explained`
         out[overlay_name(stem, drawn, explained.labels, photo=True)] = picture
@@ -328,12 +330,32 @@ def pictures(explained: Explained, display: Display, stem: str) -> dict[str, Ima
     return out
 
 
+def png_bytes(picture: Image.Image) -> bytes:
+    """An 8-bit RGB PNG of ``picture``, encoded for speed: every row's "Up" filter (the
+    difference to the row above) and zlib at level 1. About as small as Pillow's PNG at
+    compress_level=1 and about twice as fast (Pillow tries filters row by row)."""
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
+    height, width, _ = pixels.shape
+    flat = pixels.reshape(height, 3 * width)
+    rows = np.empty((height, 1 + 3 * width), np.uint8)
+    rows[:, 0] = 2  # filter type Up (the first row's "row above" is zeros)
+    rows[0, 1:] = flat[0]
+    rows[1:, 1:] = flat[1:] - flat[:-1]  # uint8: wraps mod 256, as PNG wants
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no interlace
+    data = zlib.compress(rows.tobytes(), 1)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
 def save_picture(picture: Image.Image, path: Path) -> None:
-    """Save a picture of the layout: PNG (fast) or, for a ".jpg" name, JPEG quality 90."""
+    """Save a picture of the layout: PNG (png_bytes: fast) or, for a ".jpg" name, JPEG quality 90."""
     if path.suffix == ".jpg":
         picture.save(path, format="JPEG", quality=90)
     else:
-        picture.save(path, format="PNG", compress_level=1)
+        path.write_bytes(png_bytes(picture))
 
 
 def write_folder(out_dir: Path, explained: Explained, display: Display, stem: str | None = None) -> dict[str, Any]:

@@ -116,9 +116,11 @@ def modules_in_forward_order(module: nn.Module, x: torch.Tensor) -> list[str]:
             order.append(owners[called])
 
     handles = [m.register_forward_hook(record) for m in owners]
+    parameter = next(module.parameters(), None)
+    first = x[:1] if parameter is None else x[:1].to(parameter.device)
     try:
         with torch.no_grad(), eval_mode(module):
-            module(x[:1])
+            module(first)
     finally:
         for handle in handles:
             handle.remove()

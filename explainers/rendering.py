@@ -56,7 +56,7 @@ def _as_map(saliency: np.ndarray) -> np.ndarray:
 def colorize(saliency: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """Colour a map with values in [0, 1] (clipped): uint8 RGB [H, W, 3]; 0 and 1 give the ends."""
     lut = _lut(colormap)
-    index = np.round(_as_map(saliency) * 255.0).astype(np.intp)
+    index = np.rint(_as_map(saliency) * np.float32(255.0)).astype(np.uint8)
     return lut[index]
 
 
@@ -72,14 +72,13 @@ def _resize_map(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def overlay(image: Image.Image, saliency: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> Image.Image:
     """Alpha-blend the coloured map over the image (RGB, at the image's size).
 
-    The map is resized to the image if needed. opacity 0 gives the image, 1 the heat map.
+    The map is resized to the image if needed. opacity 0 gives the image, 1 the heat map; in
+    between, (1 - opacity) * image + opacity * heat to within one level (PIL's blend, in C).
     """
     if not 0.0 <= float(opacity) <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    heat = colorize(_resize_map(saliency, image.size), colormap).astype(np.float32)
-    out = (1.0 - opacity) * base + opacity * heat
-    return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), "RGB")
+    heat = Image.fromarray(colorize(_resize_map(saliency, image.size), colormap), "RGB")
+    return Image.blend(image.convert("RGB"), heat, float(opacity))
 
 
 def shared_scale(raw_maps: Sequence[np.ndarray]) -> list[np.ndarray]:

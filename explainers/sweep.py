@@ -7,16 +7,23 @@
   parallel branch computed from tensors before it).
 - The maps are the registry's own units (`explainers.registry.get_method(...).compute`) read from
   a per-layer `Recording`, so each equals `explainers.explain` at that layer alone.
-- Score of a layer: insertion AUC - deletion AUC (`explainers.metrics.deletion_insertion`, all
-  layers' maps in one batched run, `steps` steps); the recommended layer has the best score.
+- Score of a layer: insertion AUC - deletion AUC (`explainers.metrics.deletion_insertion`, each
+  method's maps at all layers in one batched run, `steps` steps); the recommended layer has the
+  best score.
+- "Why not" sweeps (`counterfactual=True`: the evidence against the target, the negated score's
+  gradient, as `explain(..., counterfactual=True)`) are scored by the counterfactual check
+  (`explainers.metrics.counterfactual_check`): the target's log-probability gain when the map's
+  region is removed minus the gain when shifted copies of it are; an empty map has no score and is
+  never recommended.
 - Layers whose maps correlate at Pearson r >= SAME_MAP_R are noted as giving the same map.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -26,7 +33,7 @@ from .cam_formulas import upsample
 from .engine import normalise
 from .errors import ExplainerError
 from .gradients import batched_grads, target_directions
-from .metrics import deletion_insertion, module_of
+from .metrics import counterfactual_check, deletion_insertion, module_of
 from .options import Options
 from .registry import Context, Method, Recording, get_method
 from .taps import eval_mode, layer_tap
@@ -36,6 +43,11 @@ from .validation import method_problem
 DEFAULT_LAYER_COUNT = 8
 DEFAULT_STEPS = 20
 SAME_MAP_R = 0.99
+SCORE_MEANING = {
+    False: "insertion AUC - deletion AUC (higher is better)",
+    True: "log-probability gain when the map's region is removed - the gain for shifted copies (higher is better)",
+}
+Progress = Callable[[float, str], None]  # (fraction done, what is running); raising stops the sweep
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,20 @@ class LayerScore:
     def score(self) -> float:
         """insertion - deletion: the sweep's faithfulness score (higher is better)."""
         return self.insertion - self.deletion
+
+
+@dataclass(frozen=True)
+class WhyNotScore:
+    """The counterfactual check of one "why not" map: the target's log-probability gains when its
+    region, or shifted copies of it, are removed (NaN for an empty map: nothing to remove)."""
+
+    region_gain: float
+    shifted_gain: float
+
+    @property
+    def score(self) -> float:
+        """region gain - shifted gain: the "why not" sweep's score (higher is better; NaN when empty)."""
+        return self.region_gain - self.shifted_gain
 
 
 @dataclass(frozen=True)
@@ -71,17 +97,20 @@ class Sweep:
     layers: list[str]
     maps: dict[str, dict[str, np.ndarray]]  # method -> layer -> float32 [H, W] in [0, 1]
     raw: dict[str, dict[str, np.ndarray]]  # method -> layer -> float32 [H, W], unnormalised
-    scores: dict[str, dict[str, LayerScore]] = field(default_factory=dict)  # empty when not scored
+    scores: dict[str, dict[str, LayerScore | WhyNotScore]] = field(default_factory=dict)  # empty: not scored
     same_maps: list[SameMap] = field(default_factory=list)
+    counterfactual: bool = False  # "why not" maps (WhyNotScore), else LayerScore
 
     def recommended(self, method: str | None = None) -> str | None:
-        """The layer with the best insertion - deletion for `method` (all methods: the best mean
-        score); None when the sweep was not scored."""
+        """The layer with the best score for `method` (all methods: the best mean score; a "why
+        not" layer whose map is empty for one of them does not count); None when the sweep was not
+        scored or no layer has a score."""
         if not self.scores:
             return None
         names = [method] if method else self.methods
-        mean = {layer: np.mean([self.scores[m][layer].score for m in names]) for layer in self.layers}
-        return max(self.layers, key=lambda layer: mean[layer])
+        mean = {layer: float(np.mean([self.scores[m][layer].score for m in names])) for layer in self.layers}
+        scored = [layer for layer in self.layers if not math.isnan(mean[layer])]
+        return max(scored, key=lambda layer: mean[layer]) if scored else None
 
     def to_json(self) -> dict:
         """The scores, the recommendation and the same-map notes as plain JSON values."""
@@ -91,12 +120,10 @@ class Sweep:
             "probability": self.probability,
             "methods": self.methods,
             "layers": self.layers,
-            "score": "insertion AUC - deletion AUC (higher is better)",
+            "counterfactual": self.counterfactual,
+            "score": SCORE_MEANING[self.counterfactual],
             "scores": {
-                m: {
-                    layer: {"deletion": s.deletion, "insertion": s.insertion, "score": s.score}
-                    for layer, s in per_layer.items()
-                }
+                m: {layer: {**asdict(s), "score": s.score} for layer, s in per_layer.items()}
                 for m, per_layer in self.scores.items()
             },
             "recommended": self.recommended(),
@@ -124,17 +151,21 @@ def sweep(
     score: bool = True,
     options: Options | None = None,
     batch_size: int = 64,
+    counterfactual: bool = False,
+    progress: Progress | None = None,
 ) -> Sweep:
     """Explains `target` (default: the top class) of the single image `x` with every method at every
     layer: one forward pass, one backward pass to all layers, then (with `score`) deletion and
-    insertion with `steps` steps for every map in one batched run.
+    insertion with `steps` steps for each method's maps in one batched run.
 
     model: a models.Classifier (layers default to `default_layers`) or a torch.nn.Module (layers
     required). methods: CAM-family methods reading only a layer and its gradient (gradcam,
-    gradcam++, xgradcam, hirescam, layercam, eigengradcam, eigencam, cam).
+    gradcam++, xgradcam, hirescam, layercam, eigengradcam, eigencam, cam). counterfactual: the
+    "why not" maps instead, scored by the counterfactual check. progress(fraction, message) is
+    called after the maps and after each method's scores; an exception it raises stops the sweep.
     """
     module = module_of(model)
-    units = _check_methods(methods, module)
+    units = _check_methods(methods, module, counterfactual)
     names = _check_layers(model, layers)
     x = _single_image(x, module)
     taps = [layer_tap(module, name, "keep") for name in names]
@@ -151,15 +182,17 @@ def sweep(
     if not 0 <= target < logits.shape[1]:
         raise ExplainerError(f"The target class must be between 0 and {logits.shape[1] - 1}; got {target}.")
     targets = TargetSet([[target]])
-    directions = target_directions(logits.shape[1], targets.indices(logits.device))
+    sign = -1.0 if counterfactual else 1.0
+    directions = target_directions(logits.shape[1], targets.indices(logits.device), sign)
     grads = batched_grads(logits, activations, directions)
-    raw: dict[str, dict[str, np.ndarray]] = {unit.info.name: {} for unit in units}
+    per_layer = []  # [methods, H, W] per layer, on the model's device
     for name, activation, grad in zip(names, activations, grads):
         recording = Recording(logits.detach(), activations=activation.detach(), layer_grads=grad)
-        context = Context(module, x, name, targets, 1.0, options or Options(), recording)
-        for unit in units:
-            maps = upsample(context.maps_of(unit.info.name, lambda fraction: None), x.shape[-2:])
-            raw[unit.info.name][name] = maps[0, 0].detach().float().cpu().numpy()
+        context = Context(module, x, name, targets, sign, options or Options(), recording)
+        low = torch.cat([context.maps_of(unit.info.name, lambda fraction: None)[:1, :1].float() for unit in units])
+        per_layer.append(upsample(low, x.shape[-2:])[:, 0])
+    every = torch.stack(per_layer).detach().cpu().numpy()  # [layers, methods, H, W]: one copy to the host
+    raw = {unit.info.name: {name: every[i, j] for i, name in enumerate(names)} for j, unit in enumerate(units)}
     labels = getattr(model, "labels", None)
     result = Sweep(
         target=target,
@@ -170,9 +203,12 @@ def sweep(
         maps={m: {layer: normalise(r) for layer, r in per_layer.items()} for m, per_layer in raw.items()},
         raw=raw,
         same_maps=same_maps(raw),
+        counterfactual=counterfactual,
     )
+    if progress:
+        progress(0.0 if score else 1.0, "Maps done; scoring them…" if score else "Maps done")
     if score:
-        result.scores = _scores(model, x, result, steps, batch_size)
+        result.scores = _scores(model, x, result, steps, batch_size, progress)
     return result
 
 
@@ -200,17 +236,30 @@ def pearson_matrix(rows: np.ndarray) -> np.ndarray:
     return np.where(constant[:, None] & constant[None, :], 1.0, r)
 
 
-def _scores(model, x: torch.Tensor, result: Sweep, steps: int, batch_size: int) -> dict[str, dict[str, LayerScore]]:
-    keys = [(m, layer) for m in result.methods for layer in result.layers]
-    maps = np.stack([result.maps[m][layer] for m, layer in keys])
-    curves = deletion_insertion(model, x, maps, [result.target] * len(keys), steps=steps, batch_size=batch_size)
-    scores: dict[str, dict[str, LayerScore]] = {m: {} for m in result.methods}
-    for (m, layer), deletion, insertion in zip(keys, curves.deletion_auc, curves.insertion_auc):
-        scores[m][layer] = LayerScore(float(deletion), float(insertion))
+def _scores(
+    model, x: torch.Tensor, result: Sweep, steps: int, batch_size: int, progress: Progress | None
+) -> dict[str, dict[str, LayerScore | WhyNotScore]]:
+    """Each method's maps at every layer scored in one batched run (deletion and insertion, or the
+    counterfactual check of "why not" maps), reporting progress after each method."""
+    scores: dict[str, dict[str, LayerScore | WhyNotScore]] = {}
+    targets = [result.target] * len(result.layers)
+    for done, method in enumerate(result.methods, start=1):
+        if result.counterfactual:
+            maps = np.stack([result.raw[method][layer] for layer in result.layers])
+            check = counterfactual_check(model, x, maps, targets, batch_size=batch_size)
+            pairs = zip(check.region_gain, check.shifted_gain)
+            scores[method] = {layer: WhyNotScore(float(a), float(b)) for layer, (a, b) in zip(result.layers, pairs)}
+        else:
+            maps = np.stack([result.maps[method][layer] for layer in result.layers])
+            curves = deletion_insertion(model, x, maps, targets, steps=steps, batch_size=batch_size)
+            pairs = zip(curves.deletion_auc, curves.insertion_auc)
+            scores[method] = {layer: LayerScore(float(d), float(i)) for layer, (d, i) in zip(result.layers, pairs)}
+        if progress:
+            progress(done / len(result.methods), f"Scored {done} of {len(result.methods)} methods")
     return scores
 
 
-def _check_methods(methods: Sequence[str], module) -> list[Method]:
+def _check_methods(methods: Sequence[str], module, counterfactual: bool = False) -> list[Method]:
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",")]
     units = [get_method(name) for name in dict.fromkeys(m for m in methods if m)]
@@ -223,7 +272,7 @@ def _check_methods(methods: Sequence[str], module) -> list[Method]:
                 f"{unit.info.title} cannot be swept over layers: the sweep takes the CAM family "
                 "(methods that read only a layer and its gradient)."
             )
-        reason = method_problem(unit, module)
+        reason = method_problem(unit, module, counterfactual)
         if reason:
             raise ExplainerError(reason)
     return units

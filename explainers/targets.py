@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -192,28 +193,37 @@ def _span(first: int, last: int) -> tuple[int, ...]:
     return tuple(range(first, last + 1))
 
 
-IMAGENET_CLASS_SETS: dict[str, tuple[int, ...]] = {
+class Category(NamedTuple):
+    """An ImageNet-1k category: its plural (for "all dogs") and its classes, in index order."""
+
+    plural: str
+    classes: tuple[int, ...]
+
+
+IMAGENET_CLASS_SETS: dict[str, Category] = {
     # Curated from ImageNet-1k's WordNet ids (models/imagenet_wnids.txt, in class order): each set is
     # the classes under one WordNet synset, which ImageNet's ordering keeps in contiguous runs.
-    "dog": _span(151, 268),  # n02084071 dog, domestic dog: the 118 breeds
-    "domestic cat": _span(281, 285),  # n02121808
-    "big cat": _span(286, 293),  # n02127808
-    "cat": _span(281, 293),  # n02120997 feline
-    "bird": _span(7, 24) + _span(80, 100) + _span(127, 146),  # n01503061
-    "snake": _span(52, 68),  # n01726692
-    "fish": _span(0, 6) + _span(389, 397),  # n02512053
-    "insect": _span(300, 326),  # n02159955 (beetles to butterflies)
-    "butterfly": _span(321, 326),  # n02274259
-    "primate": _span(365, 384),  # n02469914
+    "dog": Category("dogs", _span(151, 268)),  # n02084071 dog, domestic dog: the 118 breeds
+    "domestic cat": Category("domestic cats", _span(281, 285)),  # n02121808
+    "big cat": Category("big cats", _span(286, 293)),  # n02127808
+    "cat": Category("cats", _span(281, 293)),  # n02120997 feline
+    "bird": Category("birds", _span(7, 24) + _span(80, 100) + _span(127, 146)),  # n01503061
+    "snake": Category("snakes", _span(52, 68)),  # n01726692
+    "fish": Category("fish", _span(0, 6) + _span(389, 397)),  # n02512053
+    "insect": Category("insects", _span(300, 326)),  # n02159955 (beetles to butterflies)
+    "butterfly": Category("butterflies", _span(321, 326)),  # n02274259
+    "primate": Category("primates", _span(365, 384)),  # n02469914
 }
 
 
 def imagenet_class_set(word: str) -> ClassSet:
-    """The ImageNet-1k classes under a WordNet category ("dog", "cat", "bird"...), as a ClassSet.
+    """The ImageNet-1k classes under a WordNet category ("dog" or "dogs", "cat", "bird"...), as a
+    ClassSet named by the category ("dog").
 
     From a small curated table (IMAGENET_CLASS_SETS): WordNet itself is not available offline.
     """
-    key = word.strip().lower()
-    if key not in IMAGENET_CLASS_SETS:
+    key = " ".join(word.lower().split())
+    found = next((name for name, category in IMAGENET_CLASS_SETS.items() if key in (name, category.plural)), None)
+    if found is None:
         raise ExplainerError(f"No ImageNet class set named {word!r}; known: {', '.join(IMAGENET_CLASS_SETS)}.")
-    return ClassSet(IMAGENET_CLASS_SETS[key], key)
+    return ClassSet(IMAGENET_CLASS_SETS[found].classes, found)

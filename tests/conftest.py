@@ -9,3 +9,5 @@ ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+pytest_plugins = ["browser_pages"]  # the real-browser tests' fixtures: server, browser, page

@@ -347,7 +347,7 @@ def test_model_and_layer_handlers_rebuild_the_controls(classifier):
     assert layer.value == classifier.default_layer
     assert len(layer.choices) == len(classifier.layers)
     assert methods.value == ["layercam"]  # the chosen methods that still apply are kept ...
-    assert len(classes.choices) == classifier.num_classes
+    assert [value for _, value in classes.choices] == choices.class_choices(classifier)  # classes, then sets
     assert classes.value == ["967: espresso"]  # ... and the typed classes the model has
     _, _, defaults, none, *_ = handlers.on_model_change(config.DEFAULT_MODEL, None, None, None)
     assert (
@@ -555,15 +555,18 @@ def test_why_not_maps_get_the_counterfactual_check():
 # ---------------------------------------------------------------------------- streaming, notes
 
 
-def test_fast_maps_come_first_then_the_slow_ones():
+def test_fast_maps_come_first_then_the_slow_ones_then_the_grid_and_zip():
     outputs = list(handlers.explain_stream(str(COMPOSITE), methods=["gradcam", "smoothgrad"], top_k=1))
-    assert len(outputs) == 2
-    first, final = (read_results(out[0]) for out in outputs)
+    assert len(outputs) == 3
+    first, final, last = (read_results(out[0]) for out in outputs)
     assert first.columns[2:] == ["Grad-CAM"] and "still computing: SmoothGrad" in outputs[0][3]
     assert final.columns[2:] == ["Grad-CAM", "SmoothGrad"] and "still" not in outputs[1][3]
-    assert outputs[1][-1].methods == ["gradcam", "smoothgrad"]
+    assert last == final and outputs[2][3] == outputs[1][3]  # the same maps, now with their files
+    assert [(out[2], out[4]) for out in outputs[:2]] == [(None, None), (None, None)]  # no zip, no grid yet
+    assert zipfile.is_zipfile(outputs[2][2]) and Path(outputs[2][4]).is_file()
+    assert outputs[2][-1] is outputs[1][-1] and outputs[2][-1].methods == ["gradcam", "smoothgrad"]
     only_fast = list(handlers.explain_stream(str(COMPOSITE), methods=FAST, top_k=1))
-    assert len(only_fast) == 1  # nothing slow: one answer
+    assert len(only_fast) == 2  # nothing slow: the maps, then the grid and the zip
 
 
 def test_a_tiny_image_is_explained_with_a_note(tmp_path):

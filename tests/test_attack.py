@@ -118,3 +118,17 @@ def test_attack_on_the_embedded_model_keeps_the_clean_maps() -> None:
     assert int(classifier.module(again).argmax()) == 967  # the saved image fools it too
     assert np.array_equal(clean_map, explainers.saliency(classifier, x, target=281, method="gradcam"))
     assert result.difference_image().size == result.image().size
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
+def test_attack_and_maps_on_the_gpu_match_the_budget_and_the_saved_image() -> None:
+    from explainers.attack import crop_input, explain_attack
+
+    cat_and_coffee = Image.open(Path(__file__).resolve().parents[1] / "assets" / "cat_and_coffee.jpg")
+    classifier = models.load("efficientnet_lite0", device="cuda")
+    run = explain_attack(classifier, cat_and_coffee, ["gradcam"], target=967, epsilon=3, steps=10)
+    assert run.attack.pixels.is_cuda and run.attack.success == [True] and run.attack.linf_levels[0] <= 3
+    saved = crop_input(classifier, run.attack.image()).to("cuda")
+    assert int(classifier.module(saved).argmax()) == run.predicted == 967
+    assert run.classes[1:] == [967] and run.clean.device.startswith("cuda")
+    assert run.clean.get("gradcam", run.original).map.shape == (224, 224)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from nets import FixedFeatures, GapLinearNet, TwoLayerHead
 
 import explainers
+from explainers.cam_formulas import principal_projection
 from explainers.engine import normalise
 
 SIZE = 32
@@ -191,3 +192,37 @@ def test_eigengradcam_projects_gradient_times_activation():
         projection = -projection
     expected = projection.reshape(a.shape[1:]).clamp(min=0).float()
     np.testing.assert_allclose(raw(net, x, "eigengradcam", 1), upsample(expected), rtol=1e-3, atol=1e-6)
+
+
+def svd_projection(features: torch.Tensor, component: int) -> torch.Tensor:
+    """Eigen-CAM's projection written with a full SVD of each centred [h*w, C] matrix, in float64,
+    with the sign that correlates positively with the channel mean: the reference form."""
+    channels, h, w = features.shape[-3:]
+    maps = []
+    for one in features.reshape(-1, channels, h * w).double():
+        matrix = one.T  # [hw, C]
+        _, _, vh = torch.linalg.svd(matrix - matrix.mean(0), full_matrices=False)
+        projection = matrix @ vh[component]
+        if np.corrcoef(projection.numpy(), matrix.mean(1).numpy())[0, 1] < 0:
+            projection = -projection
+        maps.append(projection)
+    return torch.stack(maps).reshape(*features.shape[:-3], h, w)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 8, 12, 12), (1, 2, 64, 3, 3), (2, 4, 5, 5)],  # tall [hw > C], wide [hw < C], no target axis
+    ids=["tall", "wide", "unbatched"],
+)
+@pytest.mark.parametrize("component", [0, 1])
+def test_principal_projection_equals_the_svd_form_with_its_sign(shape, component):
+    generator = torch.Generator().manual_seed(sum(shape) + component)
+    # A few strong spatial patterns on top of noise, so that the leading components are well separated.
+    *lead, channels, h, w = shape
+    patterns = torch.randn(*lead, 3, h * w, generator=generator)
+    loadings = torch.randn(*lead, channels, 3, generator=generator) * torch.tensor([6.0, 3.0, 1.5])
+    features = (loadings @ patterns).reshape(shape) + 0.1 * torch.randn(shape, generator=generator) + 0.5
+    got = principal_projection(features, component)
+    expected = svd_projection(features, component)
+    assert got.shape == expected.shape == (*lead, h, w)
+    np.testing.assert_allclose(got.numpy(), expected.float().numpy(), rtol=1e-4, atol=1e-4)

@@ -232,6 +232,16 @@ def test_contrast_and_class_set_targets(inputs, tmp_path):
         (["--contrast", "tabby"], "give two classes as A:B"),
         (["--contrast", "tabby:281"], "the two classes are the same"),
         (["--class-set", "unicorn"], "No ImageNet class set named 'unicorn'"),
+        (["--methods", "gradient,eigencam", "--counterfactual"], "none of gradient, eigencam has a 'why not' form"),
+        (["--attack", "zzzz"], "unknown class 'zzzz'"),
+        (["--attack", "281,282"], "--attack: give one class"),
+        (["--attack", "any", "--targets", "281"], "--attack explains"),
+        (["--attack", "any", "--counterfactual"], "--attack explains"),
+        (["--epsilon", "2"], "--epsilon and --attack-steps go with --attack"),
+        (["--attack", "any", "--epsilon", "0"], "--epsilon"),
+        (["--attack", "any", "--epsilon", "nan"], "--epsilon"),
+        (["--attack", "any", "--epsilon", "256"], "at most 255 levels"),
+        (["--attack", "any", "--attack-steps", "0"], "--attack-steps"),
     ],
 )
 def test_bad_arguments_exit_2(inputs, tmp_path, capsys, args, message):
@@ -391,3 +401,120 @@ def test_photo_overlay_has_the_photo_size_and_colours_only_the_crop(inputs, tmp_
     outside = np.concatenate([pixels[:, : left - 8], pixels[:, right + 8 :]], axis=1)  # JPEG blocks
     assert np.abs(outside - 128).mean() < 1.5  # the photo as it was (but for JPEG ringing)
     assert np.abs(pixels[:, left + 2 : right - 2] - 128).mean() > 20  # the map, coloured
+
+
+COMPOSITE = ROOT / "assets" / "cat_and_coffee.jpg"
+
+
+def test_attack_writes_the_clean_and_the_adversarial_layout_within_the_budget(tmp_path, capsys):
+    """--attack espresso --epsilon 2: the adversarial PNG differs from the clean crop by at most 2
+    levels, the model sees espresso in it as saved, and the clean maps are explain()'s."""
+    import explainers
+    from explainers import attack
+
+    out = tmp_path / "out"
+    args = [str(COMPOSITE), "--attack", "espresso", "--epsilon", "2", "--methods", "gradcam", "--device", "cpu"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and " -> espresso (" in line and "L-inf 2 of 2 levels" in line
+    record = json.loads((out / "cat_and_coffee_attack.json").read_text())
+    assert record["success"] is True and record["target"] == {"class": 967, "label": "espresso"}
+    assert record["adversarial"][0]["class"] == 967 and record["clean"][0]["class"] != 967
+    original = record["clean"][0]["class"]
+    assert [c["class"] for c in record["classes"]] == [original, 967]
+    assert len(record["clean"]) == len(record["adversarial"]) == 3
+    assert all((out / name).is_file() for name in record["files"].values())
+    with (
+        Image.open(out / "cat_and_coffee_input.png") as clean,
+        Image.open(out / record["files"]["adversarial_image"]) as adv,
+    ):
+        change = np.abs(np.asarray(adv, dtype=int) - np.asarray(clean, dtype=int))
+        classifier = models.load(cli.DEFAULT_MODEL, "cpu")
+        assert int(classifier.module(attack.crop_input(classifier, adv)).argmax()) == 967  # as saved
+    assert 0 < change.max() <= 2 == record["linf_levels"]
+    with Image.open(out / "cat_and_coffee_difference.png") as difference:  # amplified: 2 levels -> 0 or 255
+        assert difference.size == SIZE and {0, 255} <= set(np.unique(np.asarray(difference)))
+    expected = explainers.explain(
+        classifier, classifier.preprocess(models.open_image(COMPOSITE)), ["gradcam"], targets=[original, 967]
+    )
+    with (
+        np.load(out / "cat_and_coffee_maps.npz") as clean_maps,
+        np.load(out / "cat_and_coffee_adversarial_maps.npz") as adv_maps,
+    ):
+        assert (
+            set(clean_maps.files)
+            == set(adv_maps.files)
+            == {f"gradcam/{c}/{f}" for c in (original, 967) for f in ("map", "raw")}
+        )
+        for c in (original, 967):
+            assert np.array_equal(clean_maps[f"gradcam/{c}/raw"], expected.get("gradcam", c).raw)
+        assert not np.array_equal(clean_maps["gradcam/967/raw"], adv_maps["gradcam/967/raw"])
+    adversarial_record = json.loads((out / "cat_and_coffee_adversarial.json").read_text())
+    assert adversarial_record["predictions"][0]["class"] == 967
+    assert "photo_file" not in adversarial_record["maps"][0]  # the adversarial image is the crop alone
+
+
+def test_untargeted_attack_changes_the_top_class(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(
+        [str(COMPOSITE), "--attack", "any", "--epsilon", "4", "--attack-steps", "5", "--methods", "layercam"]
+        + ["--device", "cpu", "--out", str(out)]
+    )
+    assert code == 0
+    record = json.loads((out / "cat_and_coffee_attack.json").read_text())
+    assert record["target"] == "any" and record["steps"] == 5 and record["linf_levels"] <= 4
+    assert record["success"] is True and record["adversarial"][0]["class"] != record["clean"][0]["class"]
+    assert record["adversarial"][0]["label"] in capsys.readouterr().err
+
+
+def test_why_not_maps_are_added_beside_the_class_maps_as_in_the_app(tmp_path):
+    """--counterfactual adds "why not" maps (for the methods that have them) to the class maps, and
+    the CLI's folder is the app's zip: the same names, json (but for timings), npz keys and arrays,
+    and the same bytes of every picture but the grid (whose captions are timings)."""
+    import io
+    import zipfile
+
+    pytest.importorskip("gradio")  # the app (absent where only the engine is installed)
+    from webapp import handlers
+
+    methods = ["gradcam", "gradient"]  # gradient: no "why not" form
+    archive = handlers.explain_image(
+        str(COMPOSITE), methods=methods, top_k=0, classes=["281", "967: espresso"], counterfactual=True
+    )[2]
+    args = ["--methods", ",".join(methods), "--targets", "281,espresso", "--counterfactual", "--device", "cpu"]
+    assert cli.main([str(COMPOSITE), *args, "-q", "--out", str(tmp_path)]) == 0
+    folder = {p.name: p for p in tmp_path.iterdir()}
+    assert {"cat_and_coffee_gradcam_281-tabby.png", "cat_and_coffee_gradcam-cf_281-tabby.png"} <= set(folder)
+    assert not any("gradient-cf" in name for name in folder)
+    with zipfile.ZipFile(archive) as zf:
+        assert set(zf.namelist()) == set(folder)
+        app_record, cli_record = (
+            json.loads(zf.read("cat_and_coffee.json")),
+            json.loads(folder["cat_and_coffee.json"].read_text()),
+        )
+        untimed = [{k: v for k, v in m.items() if k != "seconds"} for m in cli_record["maps"]]
+        assert untimed == [{k: v for k, v in m.items() if k != "seconds"} for m in app_record["maps"]]
+        assert [(m["key"]) for m in cli_record["maps"]] == [
+            "gradcam/281",
+            "gradient/281",
+            "gradcam-cf/281",
+            "gradcam/967",
+            "gradient/967",
+            "gradcam-cf/967",
+        ]
+        drop = ("maps", "device", "image")
+        assert {k: v for k, v in app_record.items() if k not in drop} == {
+            k: v for k, v in cli_record.items() if k not in drop
+        }
+        assert cli_record["counterfactual"] is True
+        with (
+            np.load(io.BytesIO(zf.read("cat_and_coffee_maps.npz"))) as app_maps,
+            np.load(folder["cat_and_coffee_maps.npz"]) as cli_maps,
+        ):
+            assert set(app_maps.files) == set(cli_maps.files)
+            for key in app_maps.files:
+                assert np.array_equal(app_maps[key], cli_maps[key]), key
+        pictures = [n for n in folder if n.endswith((".png", ".jpg")) and n != "cat_and_coffee_grid.png"]
+        assert len(pictures) == 1 + 2 * 6  # the input, each map on the crop and on the photo
+        for name in pictures:
+            assert zf.read(name) == folder[name].read_bytes(), name

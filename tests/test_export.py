@@ -187,3 +187,20 @@ def test_a_class_map_and_its_why_not_map_are_kept_apart(tmp_path):
         only_for = dataclasses.replace(explained, maps=[saliency(False)])
         one_row = export.draw_grid(only_for, export.draw_overlays(only_for, export.Display()))
         assert grid.height > one_row.height  # two rows of maps
+
+
+def test_pictures_are_lossless_pngs_of_their_rgb_pixels(tmp_path):
+    from PIL import Image
+
+    from explainers import export
+
+    rng = np.random.default_rng(0)
+    for height, width in [(1, 1), (1, 5), (7, 1), (224, 224), (31, 97)]:
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        export.save_picture(Image.fromarray(pixels), tmp_path / "p.png")
+        with Image.open(tmp_path / "p.png") as saved:
+            assert saved.format == "PNG" and saved.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(saved), pixels)
+    grey = Image.fromarray(rng.integers(0, 256, (5, 6), dtype=np.uint8), "L")
+    with Image.open(io.BytesIO(export.png_bytes(grey))) as saved:
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(grey.convert("RGB")))

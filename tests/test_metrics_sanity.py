@@ -53,6 +53,15 @@ def test_modules_in_forward_order_and_stages():
     assert stage_cuts(2, 8) == [1, 2]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the model there, the images on the CPU")
+def test_a_model_on_the_gpu_takes_images_from_the_cpu():
+    net = GapLinearNet().cuda()
+    x = random_images(2, size=16)  # on the CPU, as explainers.evaluate passes them
+    assert modules_in_forward_order(net, x) == ["conv", "fc"]
+    result = cascading_randomisation(net, x, ["gradcam"], [0, 1], layer="features", stages=2, seed=0)
+    assert result.spearman["gradcam"].shape == (2, 2)
+
+
 class SquaredEnergy(nn.Module):
     """logits = fc(mean(x^2)): the input gradient is w_c * 2x / n, the same map up to scale whatever
     the weights are, so gradient maps cannot change when the model is randomised."""

@@ -12,8 +12,8 @@ from torch import nn
 
 import explainers
 from explainers import cli
-from explainers.metrics import deletion_insertion
-from explainers.sweep import default_layers, sweep
+from explainers.metrics import counterfactual_check, deletion_insertion
+from explainers.sweep import Sweep, WhyNotScore, default_layers, sweep
 
 GRADIENT_CAMS = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam"]
 LAYERS = ["act1", "act2", "act3", "copy"]
@@ -157,3 +157,63 @@ def test_pearson_matrix_matches_numpy_and_handles_constant_maps():
     np.testing.assert_allclose(pearson_matrix(rows), np.corrcoef(rows), atol=1e-12)
     constant = np.stack([np.zeros(50), np.full(50, 2.0), rows[0]])
     np.testing.assert_allclose(pearson_matrix(constant), [[1, 1, 0], [1, 1, 0], [0, 0, 1]], atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def why_not(net_and_image):
+    net, x = net_and_image
+    return sweep(net, x, ["gradcam", "layercam"], LAYERS, target=2, counterfactual=True)
+
+
+def test_why_not_maps_equal_single_layer_counterfactual_explanations(net_and_image, why_not):
+    net, x = net_and_image
+    for layer in LAYERS:
+        single = explainers.explain(net, x, ["gradcam", "layercam"], targets=[2], layer=layer, counterfactual=True)
+        for method in ("gradcam", "layercam"):
+            np.testing.assert_allclose(why_not.raw[method][layer], single.get(method, 2).raw, atol=1e-5)
+    assert why_not.counterfactual and why_not.to_json()["counterfactual"] is True
+
+
+def test_why_not_scores_are_the_counterfactual_check(net_and_image, why_not):
+    net, x = net_and_image
+    for method in ("gradcam", "layercam"):
+        maps = np.stack([why_not.raw[method][layer] for layer in LAYERS])
+        check = counterfactual_check(net, x, maps, [2] * len(LAYERS))
+        for layer, separation in zip(LAYERS, check.separation):
+            np.testing.assert_allclose(why_not.scores[method][layer].score, separation, atol=1e-6)
+
+
+def test_layers_with_empty_why_not_maps_are_never_recommended():
+    nan = float("nan")
+    scores = {
+        "gradcam": {"a": WhyNotScore(nan, nan), "b": WhyNotScore(0.2, 0.1), "c": WhyNotScore(0.3, 0.25)},
+        "layercam": {"a": WhyNotScore(0.9, 0.0), "b": WhyNotScore(0.1, 0.05), "c": WhyNotScore(0.0, 0.1)},
+    }
+    result = Sweep(1, 0.5, None, ["gradcam", "layercam"], ["a", "b", "c"], {}, {}, scores, counterfactual=True)
+    assert result.recommended("gradcam") == "b"  # 0.1 against 0.05; "a" is empty
+    assert result.recommended("layercam") == "a"
+    assert result.recommended() == "b"  # "a" is empty for Grad-CAM
+    empty = {m: {layer: WhyNotScore(nan, nan) for layer in "abc"} for m in scores}
+    assert Sweep(1, 0.5, None, ["gradcam", "layercam"], ["a", "b", "c"], {}, {}, empty).recommended() is None
+
+
+def test_methods_without_a_why_not_form_are_refused_in_a_why_not_sweep(net_and_image):
+    net, x = net_and_image
+    with pytest.raises(explainers.ExplainerError, match="counterfactual"):
+        sweep(net, x, ["eigencam"], LAYERS, score=False, counterfactual=True)
+
+
+def test_progress_is_reported_and_an_exception_it_raises_stops_the_sweep(net_and_image):
+    net, x = net_and_image
+    seen = []
+    sweep(net, x, ["gradcam", "layercam"], LAYERS, steps=4, progress=lambda f, message: seen.append(f))
+    assert seen == [0.0, 0.5, 1.0]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_maps(fraction: float, message: str) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        sweep(net, x, ["gradcam"], LAYERS, steps=4, progress=stop_after_maps)

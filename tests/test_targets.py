@@ -136,5 +136,6 @@ def test_bad_targets_are_refused_and_imagenet_sets_resolve():
     labels = (Path(__file__).resolve().parents[1] / "models" / "imagenet_classes.txt").read_text().splitlines()
     assert labels[dogs.classes[0]] == "Chihuahua" and labels[dogs.classes[-1]] == "Mexican hairless"
     assert {labels[c] for c in explainers.imagenet_class_set("domestic cat").classes} >= {"tabby", "Siamese cat"}
+    assert explainers.imagenet_class_set(" Butterflies ") == explainers.imagenet_class_set("butterfly")  # plurals too
     with pytest.raises(explainers.ExplainerError, match="No ImageNet class set"):
         explainers.imagenet_class_set("unicorn")

@@ -8,6 +8,7 @@ from pathlib import Path
 import explainers
 import models
 from explainers import request
+from explainers.targets import IMAGENET_CLASS_SETS
 
 from . import config
 
@@ -59,9 +60,22 @@ def class_entry(index: int, label: str) -> str:
     return f"{index}: {label}"
 
 
-def class_choices(classifier: models.Classifier) -> list[str]:
-    """Every class of the model as "index: label"."""
+def single_class_choices(classifier: models.Classifier) -> list[str]:
+    """Every class of the model as "index: label" (for the "…rather than" class)."""
     return [class_entry(i, label) for i, label in enumerate(classifier.labels)]
+
+
+def class_set_choices(classifier: models.Classifier) -> list[str]:
+    """The ImageNet class sets as entries ("all dogs (118 classes)") for a model whose classes
+    are ImageNet-1k's; none for other models."""
+    if not request.has_imagenet_classes(classifier):
+        return []
+    return [request.class_set_entry(word) for word in IMAGENET_CLASS_SETS]
+
+
+def class_choices(classifier: models.Classifier) -> list[str]:
+    """The classes box's entries: every class as "index: label", then the class sets."""
+    return single_class_choices(classifier) + class_set_choices(classifier)
 
 
 def method_availability(classifier: models.Classifier, layer: str | None) -> dict[str, str | None]:

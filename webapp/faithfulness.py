@@ -13,7 +13,7 @@ import torch
 
 import explainers
 import models
-from explainers import metrics, metrics_sanity, plots
+from explainers import metrics, metrics_sanity
 
 from . import budget, choices, config, memory, state
 from .errors import UserError, friendly_errors
@@ -50,6 +50,14 @@ COUNTERFACTUAL_HEADERS = [
     "… without shifted copies",
     "region matters more",
 ]
+
+
+def _plots() -> Any:
+    """explainers.plots, imported on the panel's first use (matplotlib's figures take a second
+    to import: the page starts without them)."""
+    from explainers import plots
+
+    return plots
 
 
 def _explained(result: Result | str | None) -> Result:
@@ -122,7 +130,7 @@ def _faithfulness(
             ]
         )
     mean_curves = {m: tuple(np.mean(np.stack(parts), axis=0) for parts in zip(*pairs)) for m, pairs in curves.items()}
-    figure = plots.curves_figure(
+    figure = _plots().curves_figure(
         paths.fractions,
         mean_curves,
         {m: explainers.METHODS[m].kind for m in mean_curves},
@@ -245,7 +253,7 @@ def sanity_check(result: Result | str | None, method: str | None, progress: gr.P
             )
     finally:
         memory.release_memory()
-    figure = plots.sanity_figure(
+    figure = _plots().sanity_figure(
         sanity.randomised,
         sanity.stages,
         {method: sanity.mean(method)},

@@ -6,12 +6,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import gradio as gr
 from gradio import utils as gradio_utils
+from PIL import Image
 
 import explainers
 import models
@@ -19,6 +21,7 @@ import models
 from . import budget, choices, config, files, memory, results_view, state, uploads, values
 from .errors import MODEL_NOT_AVAILABLE, UserError, as_message, friendly_errors
 from .state import Result
+from .why_not_note import empty_why_not_note
 
 log = logging.getLogger("app")
 
@@ -51,23 +54,28 @@ def for_the_web(fn: Callable, listed: frozenset[str], policy: uploads.UploadPoli
             raise gr.Error(str(err), title="Request refused", print_exception=False) from None
         return values_
 
-    def kept(out: Any) -> Any:
-        if isinstance(out, tuple) and out and isinstance(out[-1], Result):
-            return (*out[:-1], state.RESULTS.put(out[-1]))
-        return out
+    def kept(out: Any, last: list) -> Any:
+        """``out`` with its Result replaced by its key in RESULTS; ``last`` is the [Result, key]
+        of a stream's previous answer, so that a Result yielded again keeps its key."""
+        if not (isinstance(out, tuple) and out and isinstance(out[-1], Result)):
+            return out
+        if last[0] is not out[-1]:
+            last[:] = [out[-1], state.RESULTS.put(out[-1])]
+        return (*out[:-1], last[1])
 
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any) -> Any:
+            last: list = [None, None]
             for out in fn(**checked(args, kwargs)):
-                yield kept(out)
+                yield kept(out, last)
 
         return stream
 
     @functools.wraps(fn)
     def inner(*args: Any, **kwargs: Any) -> Any:
-        return kept(fn(**checked(args, kwargs)))
+        return kept(fn(**checked(args, kwargs)), [None, None])
 
     return inner
 
@@ -76,12 +84,16 @@ def for_the_web(fn: Callable, listed: frozenset[str], policy: uploads.UploadPoli
 
 
 def kept_classes(classifier: models.Classifier, entries: list[str] | None) -> list[str]:
-    """The typed classes ("967: espresso") that the new model has too, as its entries (found by
-    index when the label matches there, else by the label)."""
+    """The typed classes ("967: espresso") and class sets ("all dogs (118 classes)") that the new
+    model has too, as its entries (a class found by index when the label matches there, else by the
+    label)."""
     kept = []
+    sets = choices.class_set_choices(classifier)
     for entry in entries or []:
         index, _, label = str(entry).partition(": ")
-        if index.isdigit() and int(index) < classifier.num_classes and classifier.labels[int(index)] == label:
+        if entry in sets:
+            kept.append(entry)
+        elif index.isdigit() and int(index) < classifier.num_classes and classifier.labels[int(index)] == label:
             kept.append(entry)
         elif label in classifier.labels:
             kept.append(choices.class_entry(classifier.labels.index(label), label))
@@ -141,11 +153,11 @@ def on_model_change(
 
 
 def rather_than_choices(loaded: str, rather_than: str | None) -> Any:
-    """The "…rather than" picker for the model just loaded: its classes, the chosen one kept
+    """The "…rather than" picker for the model just loaded: its single classes, the chosen one kept
     when that model has it too."""
     classifier = models.load(loaded)
     kept = kept_classes(classifier, [rather_than] if rather_than else [])
-    return gr.Dropdown(choices=choices.class_choices(classifier), value=kept[0] if kept else None)
+    return gr.Dropdown(choices=choices.single_class_choices(classifier), value=kept[0] if kept else None)
 
 
 @friendly_errors("check the layer")
@@ -313,7 +325,7 @@ def checked_request(
             f"{classifier.name} has no layer {values.quoted(layer)}. Pick one from the "
             f"list; the default is {classifier.default_layer}."
         )
-    chosen = values.parse_classes(classifier, classes)
+    chosen = values.parse_targets(classifier, classes, rather_than)  # classes and class sets ("all dogs")
     if top_k == 0 and not chosen:
         raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
     usable, skipped = usable_methods(classifier, layer, values.method_names(methods), counterfactual)
@@ -366,40 +378,91 @@ def explain_image(
         everything (explainers/export.py's layout); status line; the grid as one image; the
         Result for re-rendering: web sessions get its key in RESULTS; not part of the API).
     """
-    img = values.load_image(image)
+    request = prepared_request(
+        image, model, layer, methods, top_k, classes, counterfactual, colormap, opacity, shared_scale, rather_than
+    )
+    progress(0, desc=f"Loading {model}…")
+    try:
+        result = explained(request, request.checked.usable, progress)
+        view, grid, archive = results_view.present(result, *request.display)
+    finally:
+        memory.release_memory()
+    status = with_empty_why_not_note(results_view.status_line(result), result)
+    return (view, results_view.predictions_label(result), archive, status, grid, result)
+
+
+def with_empty_why_not_note(status: str, result: Result) -> str:
+    """The status line, followed by why the "why not" maps came out empty and which earlier layer
+    shows the evidence against the class (why_not_note; it runs a quick sweep in an engine slot of
+    its own, so it is called once the explanation's run has given its slot back)."""
+    note = empty_why_not_note(result)
+    return f"{status}\n\n{note}" if note else status
+
+
+class Prepared(NamedTuple):
+    """A request read and checked: the picture, what to explain, and how to draw it."""
+
+    picture: Image.Image
+    name: str  # the image's name, for the files
+    checked: Checked
+    counterfactual: bool
+    display: tuple[str, float, bool]  # colormap, opacity, one scale across classes
+
+
+def prepared_request(
+    image: Any,
+    model: str,
+    layer: str | None,
+    methods: Any,
+    top_k: Any,
+    classes: Any,
+    counterfactual: Any,
+    colormap: Any,
+    opacity: Any,
+    shared_scale: Any,
+    rather_than: Any,
+) -> Prepared:
+    """explain_image's arguments read (the image decoded) and checked; UserError otherwise."""
+    picture = values.load_image(image)
     colormap, opacity = values.display_settings(colormap, opacity)
     counterfactual = values.as_bool(counterfactual, "“Why not?”")
     shared_scale = values.as_bool(shared_scale, "“One scale across classes”")
-    progress(0, desc=f"Loading {model}…")
-    classifier, layer, top_k, chosen, usable, skipped, contrast = checked_request(
-        model, layer, methods, top_k, classes, counterfactual, rather_than
-    )
+    checked = checked_request(model, layer, methods, top_k, classes, counterfactual, rather_than)
+    return Prepared(picture, values.image_name(image), checked, counterfactual, (colormap, opacity, shared_scale))
+
+
+PROGRESS_EVERY_S = 0.25  # the page's progress bar is updated at most this often (a fast run: never)
+
+
+def explained(request: Prepared, methods: list[str], progress: Callable[..., Any]) -> Result:
+    """Run the engine for ``methods`` (of request's usable ones) under the request's time limit:
+    the Result, with its notes (skipped methods, "why not" forms missing, a tiny image). The
+    caller gives the freed memory back (memory.release_memory) once it has answered."""
+    checked = request.checked
     deadline = budget.Deadline(config.MAX_REQUEST_SECONDS)
+    last_sent = [time.monotonic()]
 
     def report(fraction: float, message: str = "") -> None:
         state.checkpoint(deadline)
-        progress(max(0.0, min(1.0, float(fraction))), desc=message or "Explaining…")
+        if time.monotonic() - last_sent[0] >= PROGRESS_EVERY_S:
+            last_sent[0] = time.monotonic()
+            progress(max(0.0, min(1.0, float(fraction))), desc=message or "Explaining…")
 
-    try:
-        result = state.compute(
-            img,
-            classifier.name,
-            layer,
-            usable,
-            top_k,
-            chosen,
-            counterfactual,
-            progress=report,
-            name=values.image_name(image),
-            rather_than=contrast,
-        )
-        result.notes = [f"Skipped: {note}." for note in skipped] + [
-            note for note in [why_not_note(usable, counterfactual), values.tiny_image_note(img)] if note
-        ]
-        view, grid, archive = results_view.present(result, colormap, opacity, shared_scale)
-    finally:
-        memory.release_memory()
-    return (view, results_view.predictions_label(result), archive, results_view.status_line(result), grid, result)
+    result = state.compute(
+        request.picture,
+        checked.classifier.name,
+        checked.layer,
+        methods,
+        checked.top_k,
+        checked.chosen,
+        request.counterfactual,
+        progress=report,
+        name=request.name,
+        rather_than=checked.rather_than,
+    )
+    notes = [why_not_note(methods, request.counterfactual), values.tiny_image_note(request.picture)]
+    result.notes = [f"Skipped: {note}." for note in checked.skipped] + [note for note in notes if note]
+    return result
 
 
 # ---------------------------------------------------------------------------- display
@@ -408,8 +471,9 @@ def explain_image(
 @friendly_errors("redraw the maps")
 def rerender(result: Result | str | None, colormap: str, opacity: float, shared_scale: bool) -> tuple:
     """Redraw with another colormap/opacity/scale; the engine does not run again. Only the
-    tiles and the grid are written: the download is built for the new colours on request
-    (prepare_download), so a re-render costs no zip and no copy of the raw maps."""
+    tiles and the grid are encoded (the input's file is linked from the last drawing): the
+    download is built for the new colours on request (prepare_download), so a re-render
+    costs no zip and no copy of the raw maps."""
     result = state.stored(result)
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -447,30 +511,30 @@ def explain_stream(
     rather_than: str | None = None,
     progress: gr.Progress = gr.Progress(track_tqdm=True),
 ) -> Iterator[tuple]:
-    """explain_image in two steps when fast and slow methods are mixed: the fast maps first
-    (they take a moment), then all of them once the slow ones are done. Yields
-    explain_image's outputs; the page's Explain button and the API's /explain call it."""
+    """explain_image as the page wants it: the maps as soon as they are drawn, then the grid
+    image and the zip (which only its tab and the download show). When fast and slow methods
+    are mixed, the fast maps come first, then all of them once the slow ones are done. Yields
+    explain_image's outputs (no zip and no grid before the last); the page's Explain button
+    and the API's /explain call it."""
     try:
-        names = values.method_names(methods)
-        checked_request(model, layer, names, top_k, classes, counterfactual, rather_than)  # refused up front
+        request = prepared_request(
+            image, model, layer, methods, top_k, classes, counterfactual, colormap, opacity, shared_scale, rather_than
+        )
+        progress(0, desc=f"Loading {model}…")
+        usable = request.checked.usable
+        fast = [m for m in usable if not explainers.method_info(m).slow]
+        waiting = ", ".join(explainers.method_info(m).title for m in usable if m not in fast)
+        for step in ([fast] if fast and waiting else []) + [usable]:
+            result = explained(request, step, progress)
+            view, shown, overlays = results_view.present_maps(result, *request.display)
+            predictions, status = results_view.predictions_label(result), results_view.status_line(result)
+            still = f" · *still computing: {waiting}…*" if step is fast else ""
+            yield (view, predictions, None, status + still, None, result)
+        grid, archive = results_view.present_rest(result, shown, overlays)
+        yield (view, predictions, archive, with_empty_why_not_note(status, result), grid, result)
+    except gr.Error:
+        raise
     except Exception as err:  # noqa: BLE001 - shown as a message, like explain_image's
         raise as_message(err, "explain the image") from None
-    fast = [m for m in names if m in explainers.METHODS and not explainers.method_info(m).slow]
-    args = dict(
-        image=image,
-        model=model,
-        layer=layer,
-        top_k=top_k,
-        classes=classes,
-        counterfactual=counterfactual,
-        colormap=colormap,
-        opacity=opacity,
-        shared_scale=shared_scale,
-        rather_than=rather_than,
-        progress=progress,
-    )
-    if fast and len(fast) < len(names):
-        first = explain_image(methods=fast, **args)
-        waiting = ", ".join(explainers.method_info(m).title for m in names if m not in fast and m in explainers.METHODS)
-        yield (*first[:3], f"{first[3]} · *still computing: {waiting}…*", *first[4:])
-    yield explain_image(methods=names, **args)
+    finally:  # after the answers (a stopped run too): malloc_trim takes ~10 ms
+        memory.release_memory()

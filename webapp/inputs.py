@@ -43,8 +43,8 @@ def build(classifier: models.Classifier, available: dict[str, str | None], model
         elem_id="input-image",
     )
     with gr.Row(equal_height=True, elem_id="run-row"):
-        run = gr.Button("Explain", variant="primary", size="lg", elem_id="run", scale=3)
-        stop = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", scale=1, visible=False)
+        run = gr.Button("Explain", variant="primary", size="lg", elem_id="run", scale=3, min_width=120)
+        stop = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", scale=1, min_width=80, visible=False)
     estimate = gr.Markdown(elem_id="estimate")
     examples = gr.Examples(
         examples=[[str(p)] for p in choices.example_files()],
@@ -97,11 +97,12 @@ def build(classifier: models.Classifier, available: dict[str, str | None], model
         max_choices=config.MAX_CLASSES,
         filterable=True,
         label="…and/or these classes",
-        info="Type part of a name, e.g. “tabby” or “espresso”",
+        info="Type part of a name, e.g. “tabby” or “espresso”; ImageNet models also offer groups "
+        "explained as one, e.g. “all dogs”",
         elem_id="classes",
     )
     rather_than = gr.Dropdown(
-        choices=choices.class_choices(classifier),
+        choices=choices.single_class_choices(classifier),
         value=None,
         filterable=True,
         label="…rather than",

@@ -7,7 +7,19 @@ import gradio as gr
 
 import models
 
-from . import choices, config, faithfulness, files, handlers, inputs, queue_policy, results_view
+from . import (
+    attack_view,
+    choices,
+    config,
+    dataset_view,
+    faithfulness,
+    files,
+    handlers,
+    inputs,
+    queue_policy,
+    results_view,
+    sweep_view,
+)
 
 TITLE = "Why did the model say that? · Visual explanations"
 
@@ -37,22 +49,35 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.HTML(header_html())
         result_state = gr.State(None, time_to_live=config.RESULTS_MAX_AGE_S)  # a key of RESULTS
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=330):
-                ins = inputs.build(classifier, available, model_names)
-            with gr.Column(scale=8, min_width=320, elem_id="results-column"):
-                res = results_view.build()
-                panel = faithfulness.build()
-        with gr.Accordion("What do these methods mean?", open=False, elem_id="methods-help"):
-            gr.Markdown(choices.methods_help())
-            gr.Markdown(
-                "Maps are computed on the centre crop the model actually sees (the "
-                "*input* column); the download also has each map on the whole photo. "
-                "CAM-family methods look at the chosen layer; gradient methods at the "
-                "pixels. “Why not?” shows the evidence against a class."
-            )
+        with gr.Tabs(elem_id="views", overflow_behavior="wrap"):
+            with gr.Tab("Explain an image", id="image", elem_id="image-view"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=330):
+                        ins = inputs.build(classifier, available, model_names)
+                    with gr.Column(scale=8, min_width=320, elem_id="results-column"):
+                        with gr.Tabs(elem_id="image-tabs", overflow_behavior="wrap"):
+                            with gr.Tab("Maps", id="maps", elem_id="maps-view"):
+                                res = results_view.build()
+                                panel = faithfulness.build()
+                            with gr.Tab("Which layer?", id="sweep", elem_id="sweep-view"):
+                                sweep = sweep_view.build(classifier)
+                            with gr.Tab("Does noise fool it?", id="attack", elem_id="attack-view"):
+                                attack = attack_view.build(classifier)
+                with gr.Accordion("What do these methods mean?", open=False, elem_id="methods-help"):
+                    gr.Markdown(choices.methods_help())
+                    gr.Markdown(
+                        "Maps are computed on the centre crop the model actually sees (the "
+                        "*input* column); the download also has each map on the whole photo. "
+                        "CAM-family methods look at the chosen layer; gradient methods at the "
+                        "pixels. “Why not?” shows the evidence against a class."
+                    )
+            with gr.Tab("Diagnose a dataset", id="dataset", elem_id="dataset-view"):
+                dataset = dataset_view.build(classifier, model_names)
         wire(ins, res, result_state, web)
         faithfulness.wire(panel, result_state)
+        sweep_view.wire(sweep, ins, web)
+        attack_view.wire(attack, ins, web)
+        dataset_view.wire(dataset, web)
     files.scratch_folder().keep(
         path
         for block in demo.blocks.values()  # the examples' copies
@@ -89,7 +114,8 @@ def wire(ins: inputs.Inputs, res: results_view.Results, result_state: gr.State, 
     done = dict(fn=lambda: gr.Button(visible=False), outputs=[ins.stop], queue=False, api_visibility="private")
     engine = dict(preprocess=False, concurrency_id="engine", show_progress_on=[res.status])
     clicked = ins.run.click(**running).then(explain_web, explain_inputs, explain_out, api_name="explain", **engine)
-    clicked.then(**done)
+    clicked.success(**done)
+    clicked.failure(**done)  # the page runs no .then() after an error: Stop would stay
     example = (
         ins.examples.load_input_event.then(
             handlers.example_preset, [ins.image], [ins.classes], preprocess=False, queue=False, api_visibility="private"
@@ -97,7 +123,8 @@ def wire(ins: inputs.Inputs, res: results_view.Results, result_state: gr.State, 
         .then(**running)
         .then(explain_web, explain_inputs, explain_out, api_visibility="private", **engine)
     )
-    example.then(**done)
+    example.success(**done)
+    example.failure(**done)
     ins.stop.click(
         lambda: gr.Button(visible=False),
         None,

@@ -7,16 +7,19 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 import explainers
 from explainers import evidence, export, rendering
 from explainers.targets import Target
 
-from . import config, files
+from . import config, files, style, tiles
 from .state import Result, Tile
 
 INPUT_ALT = "the input as the model sees it (the centre crop)"
@@ -37,20 +40,28 @@ class Shown:
     stem: str
 
     @property
-    def grid(self) -> str:
-        """The grid image's path."""
-        return str(self.files[f"{self.stem}_grid.png"])
+    def grid_name(self) -> str:
+        """The grid image's name in the layout."""
+        return f"{self.stem}_grid.png"
+
+    @property
+    def input_name(self) -> str:
+        """The input's (the crop the model saw) name in the layout."""
+        return f"{self.stem}_input.png"
 
 
-def tile_caption(result: Result, tile: Tile) -> str:
-    """ "Grad-CAM · tabby · 41.2% · 0.05 s" (with "why not" for counterfactual maps)."""
+Overlays = dict[export.TileKey, Image.Image]  # the pictures of one drawing, by tile
+
+
+def tile_caption(result: Result, tile: Tile, notes: str | None = None) -> str:
+    """ "Grad-CAM · tabby · 41.2% · 0.05 s" (with "why not" for counterfactual maps), then the
+    tile's ``notes`` (settings_note + empty_note, found here when not given)."""
     title = explainers.METHODS[tile.method].title
     if tile.counterfactual:
         title += " (why not)"
-    return (
-        f"{title} · {result.labels[tile.target]} · {tile.probability:.1%} · "
-        f"{tile.seconds:.2f} s{settings_note(tile)}{empty_note(tile)}"
-    )
+    if notes is None:
+        notes = settings_note(tile) + empty_note(tile)
+    return f"{title} · {result.labels[tile.target]} · {tile.probability:.1%} · {tile.seconds:.2f} s{notes}"
 
 
 def settings_note(tile: Tile) -> str:
@@ -66,9 +77,12 @@ def empty_note(tile: Tile) -> str:
 
 
 def target_index(target: Target) -> str:
-    """The small print under a row's name: "class 281", "classes 281 − 967" for a contrast."""
+    """The small print under a row's name: "class 281", "classes 281 − 967" for a contrast, "118
+    classes" for a class set."""
     if isinstance(target, explainers.Contrast):
         return f"classes {target.a} − {target.b}"
+    if isinstance(target, explainers.ClassSet):
+        return f"{len(target.classes)} classes"
     return f"class {target}"
 
 
@@ -84,54 +98,83 @@ def row_label(result: Result, target: Target) -> str:
     return f"{result.labels[target]}{suffix}"
 
 
-def write_shown(result: Result, display: export.Display) -> Shown:
-    """Draw the input, every overlay and the grid into a fresh folder, under the export's names."""
+def write_tiles(result: Result, display: export.Display) -> tuple[Shown, Overlays]:
+    """Draw every overlay into a fresh folder under the export's names, with the input: the
+    files the maps table shows (the grid is write_grid's). The input's file is linked from the
+    result's last drawing when there is one (it does not change with the colours), so a
+    re-render encodes only the overlays. Returns the drawing and the overlays (for the grid)."""
     explained = result.explained()
     stem = export.stem_of(result.name)
-    folder = files.new_folder()
+    shown = Shown(files.new_folder(), {}, display, stem)
     overlays = export.draw_overlays(explained, display)
-    pictures = {f"{stem}_input.png": result.crop}
+    input_path = shown.folder / shown.input_name
+    previous = result.shown.files.get(shown.input_name) if result.shown is not None else None
+    if previous is None or not _linked(previous, input_path):  # no earlier drawing, or it has gone
+        export.save_picture(result.crop, input_path)
+    shown.files[shown.input_name] = input_path
     for tile in explained.maps:
-        pictures[export.overlay_name(stem, tile, explained.labels)] = overlays[export.tile_key(tile)]
-    pictures[f"{stem}_grid.png"] = export.draw_grid(explained, overlays)
-    written = {}
-    for name, picture in pictures.items():
-        export.save_picture(picture, folder / name)
-        written[name] = folder / name
-    return Shown(folder, written, display, stem)
+        name = export.overlay_name(stem, tile, explained.labels)
+        export.save_picture(overlays[export.tile_key(tile)], shown.folder / name)
+        shown.files[name] = shown.folder / name
+    return shown, overlays
+
+
+def _linked(source: Path, target: Path) -> bool:
+    """Hard-link ``target`` to ``source`` (fresh for the scratch folder's age limit); False
+    where that is impossible (the source has gone, or the file system has no links)."""
+    try:
+        os.link(source, target)
+        os.utime(target)
+    except OSError:
+        return False
+    return True
+
+
+def write_grid(result: Result, shown: Shown, overlays: Overlays | None = None) -> Path:
+    """The grid image of a drawing, written next to its tiles once (from ``overlays``, else
+    from the tiles' files); its path."""
+    path = shown.files.get(shown.grid_name)
+    if path is not None and path.is_file():
+        return path
+    explained = result.explained()
+    if overlays is None:
+        overlays = {}
+        for tile in explained.maps:
+            with Image.open(shown.files[export.overlay_name(shown.stem, tile, explained.labels)]) as picture:
+                overlays[export.tile_key(tile)] = picture.convert("RGB")
+    path = shown.folder / shown.grid_name
+    export.save_picture(export.draw_grid(explained, overlays), path)
+    shown.files[shown.grid_name] = path
+    return path
 
 
 def write_archive(result: Result, shown: Shown) -> str:
     """The zip of the export's layout for what is shown: the shown files, the overlays on the
-    whole photo, the raw maps (.npz, written once per result) and the json record. Named after
-    the image and the model."""
+    whole photo, the raw maps (.npz, written once per result, compressed on a second thread
+    while the photos are drawn) and the json record. Named after the image and the model."""
     explained = result.explained()
-    photo_files = {}
-    for key, picture in export.draw_on_photo(explained, shown.display).items():
-        name = export.overlay_name(shown.stem, explained.get(*key), explained.labels, photo=True)
-        export.save_picture(picture, shown.folder / name)
-        photo_files[name] = shown.folder / name
-    if not (result.npz_path and Path(result.npz_path).is_file()):
-        npz = shown.folder / f"{shown.stem}_maps.npz"
-        export.save_arrays(npz, explained)
-        result.npz_path = str(npz)
-    contents = {**shown.files, **photo_files, f"{shown.stem}_maps.npz": Path(result.npz_path)}
+    earlier = Path(result.npz_path) if result.npz_path else None
+    npz = earlier if earlier is not None and earlier.is_file() else shown.folder / f"{shown.stem}_maps.npz"
+    with ThreadPoolExecutor(1) as pool:  # zlib lets go of the GIL: the photos are drawn meanwhile
+        arrays = None if npz == earlier else pool.submit(export.save_arrays, npz, explained)
+        write_grid(result, shown)  # in the zip, whether or not it was shown
+        photo_files = {}
+        for key, picture in export.draw_on_photo(explained, shown.display):
+            name = export.overlay_name(shown.stem, explained.get(*key), explained.labels, photo=True)
+            export.save_picture(picture, shown.folder / name)
+            photo_files[name] = shown.folder / name
+        if arrays is not None:
+            arrays.result()  # its error, if any, here
+    result.npz_path = str(npz)
+    contents = {**shown.files, **photo_files, f"{shown.stem}_maps.npz": npz}
     info = export.record(explained, shown.display, shown.stem, photo=bool(photo_files))
     archive = shown.folder / f"{shown.stem}-{export.safe_name(result.model)}-explained.zip"
     return str(export.write_zip(archive, contents, info, shown.stem))
 
 
-def _src(path: Path) -> str:
-    """The URL Gradio serves a file of its cache at (relative: works under a mounted path)."""
-    return "gradio_api/file=" + html.escape(str(path), quote=True)
-
-
 def _tile(path: Path, caption: str) -> str:
     """A tile: the picture, a link to itself at full size (``caption`` escaped already)."""
-    return (
-        f"<a href='{_src(path)}' target='_blank' rel='noopener' title='{caption}'>"
-        f"<img class='tile' src='{_src(path)}' alt='{caption}' width='224' height='224'></a>"
-    )
+    return tiles.linked_picture(path, caption, "tile", style.TILE_PX)
 
 
 def results_html(result: Result | None, shown: Shown | None) -> str:
@@ -156,7 +199,7 @@ def results_html(result: Result | None, shown: Shown | None) -> str:
         cells = [
             f"<th class='row' scope='row'>{against}<span class='class-name'>{label}</span>"
             f"<span class='class-index'>{target_index(target)}</span>{chance}</th>",
-            f"<td class='input-cell'>{_tile(shown.files[stem + '_input.png'], INPUT_ALT)}</td>",
+            f"<td class='input-cell'>{_tile(shown.files[shown.input_name], INPUT_ALT)}</td>",
         ]
         for method in result.methods:
             tile = result.tiles.get((method, target, why_not))
@@ -164,11 +207,10 @@ def results_html(result: Result | None, shown: Shown | None) -> str:
                 cells.append("<td class='missing'></td>")
                 continue
             path = shown.files[export.overlay_name(stem, tile, labels)]
-            caption = html.escape(tile_caption(result, tile), quote=True)
-            cells.append(
-                f"<td>{_tile(path, caption)}<div class='time'>{tile.seconds:.2f} s"
-                f"{html.escape(settings_note(tile) + empty_note(tile))}</div></td>"
-            )
+            notes = settings_note(tile) + empty_note(tile)
+            caption = html.escape(tile_caption(result, tile, notes), quote=True)
+            time_note = f"<div class='time'>{tile.seconds:.2f} s{html.escape(notes)}</div>"
+            cells.append(f"<td>{_tile(path, caption)}{time_note}</td>")
         kind = " class='why-not-row'" if why_not else ""
         kind = " class='contrast'" if isinstance(target, explainers.Contrast) else kind
         rows.append(f"<tr{kind}>{''.join(cells)}</tr>")
@@ -212,14 +254,30 @@ def legend_html(colormap: str) -> str:
     )
 
 
+def present_maps(result: Result, colormap: str, opacity: float, shared: bool) -> tuple[str, Shown, Overlays]:
+    """Draw a result's tiles anew (write_tiles; the page shows it from now on): the maps
+    table's HTML, the drawing and its overlays. The page gets this first; present_rest adds
+    the grid and the zip of the same drawing."""
+    shown, overlays = write_tiles(result, export.Display(colormap, float(opacity), bool(shared)))
+    result.shown = shown
+    return results_html(result, shown), shown, overlays
+
+
+def present_rest(result: Result, shown: Shown, overlays: Overlays, archive: bool = True) -> tuple[str, str | None]:
+    """(grid image path, zip path or None) of a drawing of present_maps; then the scratch
+    folder is trimmed to its cap (files.tidy), once per drawing."""
+    grid = write_grid(result, shown, overlays)
+    path = write_archive(result, shown) if archive else None
+    files.tidy()
+    return str(grid), path
+
+
 def present(
     result: Result, colormap: str, opacity: float, shared: bool, archive: bool = True
 ) -> tuple[str, str, str | None]:
     """(results HTML, grid image path, zip path or None) for a result, drawn anew."""
-    result.shown = write_shown(result, export.Display(colormap, float(opacity), bool(shared)))
-    path = write_archive(result, result.shown) if archive else None
-    files.tidy()
-    return results_html(result, result.shown), result.shown.grid, path
+    view, shown, overlays = present_maps(result, colormap, opacity, shared)
+    return (view, *present_rest(result, shown, overlays, archive))
 
 
 @dataclass
@@ -242,7 +300,7 @@ def build() -> Results:
     """The results column's components (inside the current Blocks): the maps first."""
     status = gr.Markdown("Pick an image (or click an example) and press **Explain**.", elem_id="status")
     with gr.Tabs():
-        with gr.Tab("Maps"):
+        with gr.Tab("Table"):
             maps = gr.HTML(PLACEHOLDER, elem_id="results", padding=False)
         with gr.Tab("Grid image"):
             grid = gr.Image(label="All maps in one image", type="pil", format="png", interactive=False, elem_id="grid")

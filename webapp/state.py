@@ -191,9 +191,9 @@ def compute(
             progress=progress,
         )
         targets = [export.as_target(t) for t in explanation.targets[0]]
-        # A second call for the "why not" rows: evidence against each class (contrasts have none).
+        # A second call for the "why not" rows: evidence against each class or class set (contrasts have none).
         why_not = [m for m in methods if explainers.METHODS[m].counterfactual] if counterfactual else []
-        classes_only = [t for t in targets if isinstance(t, int)]
+        classes_only = [t for t in targets if not isinstance(t, explainers.Contrast)]  # classes, class sets
         explanations = [explanation]
         if why_not and classes_only:
             ENGINE_CALLS += 1

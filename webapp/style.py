@@ -1,7 +1,7 @@
 """The page's CSS: the header, the run row, and the results table (maps at least 224 px wide,
 labels outside them, scrolling sideways rather than wrapping; the class names stay in view
 while scrolling on wide screens, and scroll with their row on phones, where a fixed column
-would cover the maps)."""
+would cover the maps); the view tabs' labels on phones."""
 
 TILE_PX = 224  # the width of a map on the page (the models' input size)
 
@@ -52,5 +52,10 @@ CSS = f"""
 @media (max-width: 640px) {{
   #results .results-table th.row {{position: static; width: 5.5rem;}}
   #results .results-table th.corner {{width: 5.5rem;}}
+  #header {{flex-direction: column; align-items: flex-start; gap: 0.3rem;}}
+  #header h1 {{font-size: 1.25rem;}}
+  /* the two tab bars each fit on one line at 390 px (and wrap rather than hide tabs behind "…") */
+  #views > .tab-wrapper button[role=tab], #image-tabs > .tab-wrapper button[role=tab] {{
+    padding-left: 0.5rem; padding-right: 0.5rem; font-size: 0.85rem;}}
 }}
 """

@@ -12,6 +12,7 @@ from PIL import Image
 
 import models
 from explainers import rendering, request
+from explainers.targets import ClassSet
 
 from . import config, uploads
 from .errors import UserError
@@ -80,14 +81,37 @@ def tiny_image_note(image: Image.Image) -> str:
     )
 
 
+def _user_error(err: request.RequestError) -> UserError:
+    """A request's error as a sentence: capitalised, with a full stop."""
+    text = str(err)
+    return UserError(text[:1].upper() + text[1:] + ".")
+
+
 def parse_classes(classifier: models.Classifier, entries: Any) -> list[int]:
     """Class indices from dropdown entries ("281: tabby"), plain indices or names
     (explainers.request.parse_classes, as the CLI reads them), at most MAX_CLASSES."""
     try:
         return request.parse_classes(classifier, entries, limit=config.MAX_CLASSES)
     except request.RequestError as err:
-        text = str(err)
-        raise UserError(text[:1].upper() + text[1:] + ".") from None
+        raise _user_error(err) from None
+
+
+def parse_targets(classifier: models.Classifier, entries: Any, rather_than: Any = None) -> list[int | ClassSet]:
+    """The classes box's targets: classes as parse_classes reads them and ImageNet class sets
+    ("all dogs (118 classes)", explainers.request.parse_targets), at most MAX_CLASSES entries.
+    UserError for a class set when a "…rather than" class is given: a contrast compares two
+    single classes."""
+    try:
+        targets = request.parse_targets(classifier, entries, limit=config.MAX_CLASSES)
+    except request.RequestError as err:
+        raise _user_error(err) from None
+    sets = [target for target in targets if isinstance(target, ClassSet)]
+    if sets and rather_than:
+        raise UserError(
+            f"“…rather than” compares single classes, and {quoted(request.class_set_entry(sets[0].name))} "
+            "is a set of classes: clear “…rather than”, or explain the set on its own."
+        )
+    return targets
 
 
 def method_names(methods: Any) -> list[str]:

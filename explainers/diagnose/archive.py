@@ -9,6 +9,7 @@ while reading, whatever the zip's directory claims), and never follows or create
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..cli import IMAGE_SUFFIXES
@@ -37,10 +38,15 @@ def unpack_dataset(
             budget = max_bytes
             for member, path in members:
                 budget -= _extract(packed, member, dest / path, budget)
+    except DatasetError:
+        raise
     except FileExistsError as error:
         raise DatasetError("The archive holds the same file twice.") from error
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error) as error:
         raise DatasetError(f"The upload is not a readable zip archive: {error}") from error
+    except (OSError, ValueError) as error:  # a name too long or with a NUL, a file where a folder goes
+        reason = getattr(error, "strerror", None) or "a file name this server cannot write"
+        raise DatasetError(f"The archive could not be unpacked: {reason}.") from error
     if not any(dest.rglob("*")):
         raise DatasetError("The archive holds no images.")
     root = dest

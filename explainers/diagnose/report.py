@@ -25,6 +25,13 @@ REPORT = "report.html"
 SHOWN_MISCLASSIFIED = 1000
 SHOWN_OUTSIDE = 60
 SHOWN_CLASSES = 30
+_OMITTED_SVG = (
+    "<svg xmlns='http://www.w3.org/2000/svg' width='140' height='140'><rect width='140' height='140' "
+    "fill='#eee'/><text x='70' y='66' font-size='12' text-anchor='middle' fill='#555'>not shown here:</text>"
+    "<text x='70' y='84' font-size='12' text-anchor='middle' fill='#555'>in the download</text></svg>"
+)
+#: What inline_pictures puts in place of a picture over its byte budget.
+OMITTED_PICTURE = "data:image/svg+xml;base64," + base64.b64encode(_OMITTED_SVG.encode()).decode("ascii")
 _PICTURE = re.compile(r'src="' + overlays.FOLDER + r'/([0-9a-f]{16}_[A-Za-z0-9_+\-]+\.jpg)"')
 
 _STYLE = """
@@ -88,14 +95,23 @@ def write_report(
     return path
 
 
-def inline_pictures(page: str, out: Path) -> str:
+def inline_pictures(page: str, out: Path, max_bytes: int | None = None) -> str:
     """The page with its pictures embedded as data: URIs, for showing it where DIR is not served
-    (the app). Only the page's own overlays/ links are replaced."""
+    (the app). Only the page's own overlays/ links are replaced. With `max_bytes`, pictures are
+    embedded in page order until their files add up to that; the others become OMITTED_PICTURE
+    (a small drawing that says the picture is in the download)."""
+    left = max_bytes
 
     def embed(match: re.Match) -> str:
+        nonlocal left
         path = out / overlays.FOLDER / match.group(1)
-        data = base64.b64encode(path.read_bytes()).decode("ascii") if path.is_file() else ""
-        return f'src="data:image/jpeg;base64,{data}"'
+        data = path.read_bytes() if path.is_file() else b""
+        if left is not None:
+            if len(data) > left:
+                left = 0
+                return f'src="{OMITTED_PICTURE}"'
+            left -= len(data)
+        return f'src="data:image/jpeg;base64,{base64.b64encode(data).decode("ascii")}"'
 
     return _PICTURE.sub(embed, page)
 
@@ -128,7 +144,7 @@ def _figure(src: str | None, caption: str) -> str:
 
 
 def _totals(summary: dict) -> str:
-    state = "" if summary["complete"] else " <strong>(unfinished run: re-run the command to resume)</strong>"
+    state = "" if summary["complete"] else " <strong>(unfinished: the run stopped before every image was done)</strong>"
     failed = summary["failed"]
     failures = (
         f"<p>{len(failed)} images could not be read: "
