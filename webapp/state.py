@@ -128,7 +128,7 @@ def checkpoint(deadline: budget.Deadline) -> None:
     queue_policy.stop_if_client_gone()
 
 
-def with_contrasts(classes: list[int], rather_than: int | None) -> list[Target]:
+def with_contrasts(classes: list[Target], rather_than: int | None) -> list[Target]:
     """The rows to explain: each class, followed by "it rather than ``rather_than``" (a
     Contrast) when ``rather_than`` is given and is another class."""
     rows: list[Target] = []
@@ -152,7 +152,7 @@ def compute(
     layer: str | None,
     methods: list[str],
     top_k: int,
-    classes: list[int],
+    classes: list[Target],  # classes and class sets
     counterfactual: bool,
     progress: Callable[[float, str], None] | None = None,
     name: str = "image",
