@@ -569,6 +569,24 @@ def test_fast_maps_come_first_then_the_slow_ones_then_the_grid_and_zip():
     assert len(only_fast) == 2  # nothing slow: the maps, then the grid and the zip
 
 
+def test_a_streamed_run_computes_each_method_once(monkeypatch):
+    real, asked = state.compute, []
+
+    def recorded(image, model, layer, methods, *args, **kwargs):
+        asked.append(list(methods))
+        return real(image, model, layer, methods, *args, **kwargs)
+
+    monkeypatch.setattr(state, "compute", recorded)
+    outputs = list(handlers.explain_stream(str(COMPOSITE), methods=["smoothgrad", "gradcam"], top_k=1))
+    assert asked == [["gradcam"], ["smoothgrad"]]  # the fast maps first, then only the slow ones
+    result = outputs[-1][-1]
+    assert result.methods == ["smoothgrad", "gradcam"] and {key[0] for key in result.tiles} == {"gradcam", "smoothgrad"}
+    assert (
+        result.tiles[("gradcam", result.targets[0], False)]
+        is outputs[0][-1].tiles[("gradcam", result.targets[0], False)]
+    )
+
+
 def test_a_tiny_image_is_explained_with_a_note(tmp_path):
     tiny = tmp_path / "dot.png"
     Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)

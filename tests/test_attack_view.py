@@ -18,7 +18,7 @@ from results_page import FILE_ROUTE  # noqa: E402
 
 import models  # noqa: E402
 from explainers import attack  # noqa: E402
-from webapp import attack_view, budget, config, handlers, state  # noqa: E402
+from webapp import attack_view, budget, choices, config, handlers, state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITE = ROOT / "assets" / "cat_and_coffee.jpg"
@@ -172,3 +172,4 @@ def test_the_target_picker_reads_any_class_names_and_entries():
     assert attack_view.parse_target(classifier, "967: espresso") == 967
     assert attack_view.parse_target(classifier, "espresso") == 967
     assert attack_view.target_choices_of(classifier)[:2] == [attack_view.ANY_CLASS, "0: tench"]
+    assert attack_view.target_choices_of(classifier)[1:] == choices.single_class_choices(classifier)  # no class sets

@@ -139,7 +139,7 @@ def wire(view: AttackView, ins: Inputs, web: Callable) -> None:
 
 def target_choices_of(classifier: models.Classifier) -> list[str]:
     """The target picker's entries: "any other class", then every class ("967: espresso")."""
-    return [ANY_CLASS, *choices.class_choices(classifier)]
+    return [ANY_CLASS, *choices.single_class_choices(classifier)]
 
 
 def target_choices(loaded: str, target: str | None) -> Any:

@@ -461,7 +461,7 @@ def explained(request: Prepared, methods: list[str], progress: Callable[..., Any
         name=request.name,
         rather_than=checked.rather_than,
     )
-    notes = [why_not_note(methods, request.counterfactual), values.tiny_image_note(request.picture)]
+    notes = [why_not_note(checked.usable, request.counterfactual), values.tiny_image_note(request.picture)]
     result.notes = [f"Skipped: {note}." for note in checked.skipped] + [note for note in notes if note]
     return result
 
@@ -525,12 +525,16 @@ def explain_stream(
         usable = request.checked.usable
         fast = [m for m in usable if not explainers.method_info(m).slow]
         waiting = ", ".join(explainers.method_info(m).title for m in usable if m not in fast)
-        for step in ([fast] if fast and waiting else []) + [usable]:
+        first = None
+        for step in [fast, [m for m in usable if m not in fast]] if fast and waiting else [usable]:
             result = explained(request, step, progress)
+            if first is not None:  # the slow maps join the fast ones (computed once)
+                result = state.combined(first, result, usable)
             view, shown, overlays = results_view.present_maps(result, *request.display)
             predictions, status = results_view.predictions_label(result), results_view.status_line(result)
             still = f" · *still computing: {waiting}…*" if step is fast else ""
             yield (view, predictions, None, status + still, None, result)
+            first = result
         grid, archive = results_view.present_rest(result, shown, overlays)
         yield (view, predictions, archive, with_empty_why_not_note(status, result), grid, result)
     except gr.Error:

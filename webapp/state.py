@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -120,6 +120,19 @@ def stored(result: Result | str | None, missing_ok: bool = False) -> Result | No
     if found is None and not missing_ok:
         raise UserError(EXPIRED)
     return found
+
+
+def combined(first: Result, rest: Result, methods: Sequence[str]) -> Result:
+    """One Result of two runs of the same request on different methods (the fast ones, then the
+    slow ones): the tiles of both, the methods in ``methods``' order, the time of both; the rest
+    (targets, predictions, pictures) is the same in both runs and taken from ``rest``."""
+    ran = set(first.methods) | set(rest.methods)
+    return replace(
+        rest,
+        methods=[m for m in methods if m in ran],
+        tiles={**first.tiles, **rest.tiles},
+        seconds=first.seconds + rest.seconds,
+    )
 
 
 def checkpoint(deadline: budget.Deadline) -> None:
