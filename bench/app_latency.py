@@ -1,18 +1,23 @@
 """How much the app adds to the engine: the same request timed through explainers.explain alone and
-through the running app's API (gradio_client, /explain), in one run, beside Gradio's own floor (a
-trivial endpoint through gradio_client), plus the app's start-up time.
+through the running app's API, in one run, beside Gradio's own floor (a trivial endpoint), plus
+the app's start-up time.
 
     python bench/app_latency.py [--repeats 7] [--no-write]
 
-Starts `python app.py` on a free 127.0.0.1 port (its start-up: launch until the page answers) and
-a trivial Gradio app (one image in, a line of HTML out, through the queue: what any Gradio app
-costs per request through gradio_client: Gradio's floor). For each request (the UI's default; a
-6-method top-3 one), --repeats rounds after a warm-up round, each taking in turn: the engine
-alone in this process on the same preprocessed image; the floor; the request through the API,
-until its first answer (the maps table, what the page shows) and until its last (the grid image
-and the zip added, both downloaded, as gradio_client.predict returns them); and in-process
-handlers.explain_stream to its first and last answer. Prints the medians and their ratios to the
-engine and replaces the block between the app_latency markers in bench/RESULTS.md (unless
+The API is called two ways: over HTTP as Gradio documents it for any client (curl: upload the
+image, POST /gradio_api/call/explain, read the answers as server-sent events; httpx here), and
+through gradio_client, which looks for new messages every 50 ms (its own polling, whatever the
+app). Starts `python app.py` on a free 127.0.0.1 port (its start-up: launch until the page
+answers) and a trivial Gradio app (one image in, a line of HTML out, through the queue: what any
+Gradio app costs per request: Gradio's floor). For each request (the UI's default; a 6-method
+top-3 one), --repeats rounds after a warm-up round, each taking in turn: the floor over HTTP;
+the request over HTTP, until its first answer (the maps table with its pictures inside: what the
+page shows) and until its last (the grid image and the zip added, both downloaded); the engine
+alone in this process on the same preprocessed image; and in-process handlers.explain_stream to
+its first and last answer. Then rounds of the same kind for gradio_client (its floor, the
+request until its first answer, the engine alone): its reader threads poll while they live, so
+they are not kept during the other rounds. Prints the medians and their ratios to the engine
+and replaces the block between the app_latency markers in bench/RESULTS.md (unless
 --no-write).
 """
 
@@ -32,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +120,54 @@ def job_first_and_last(submit: Callable[[], Any]) -> tuple[float, float]:
     return first, time.perf_counter() - begin
 
 
+class GradioHttp:
+    """A Gradio app's API over plain HTTP, as its "Use via API" page documents it for curl: upload
+    the image, POST the call, read the answers as server-sent events; files the answers name are
+    downloaded as a client would. One keep-alive connection and one session for all its calls,
+    as a browser tab and gradio_client have (a new session costs Gradio a copy of every
+    component's settings: ~25 ms for this app's page)."""
+
+    def __init__(self, url: str) -> None:
+        import secrets
+
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=120)
+        self.session = secrets.token_hex(8)
+        self.parameters = {
+            name: [(p["parameter_name"], p.get("parameter_default")) for p in endpoint["parameters"]]
+            for name, endpoint in self.http.get("gradio_api/info").json()["named_endpoints"].items()
+        }
+
+    def answers(self, api_name: str, image: Path, **values: Any) -> Iterator[list]:
+        """Each answer of one call of ``api_name`` (its outputs' values, in order) as it arrives;
+        ``values`` by parameter name, the others at their defaults."""
+        import json
+
+        with image.open("rb") as f:
+            path = self.http.post("gradio_api/upload", files={"files": (image.name, f)}).json()[0]
+        given = {**values, "image": {"path": path, "meta": {"_type": "gradio.FileData"}}}
+        data = [given.get(name, default) for name, default in self.parameters[api_name]]
+        event_id = self.http.post(
+            f"gradio_api/call{api_name}", json={"data": data, "session_hash": self.session}
+        ).json()["event_id"]
+        with self.http.stream("GET", f"gradio_api/call{api_name}/{event_id}") as events:
+            kind = None
+            for line in events.iter_lines():
+                if line.startswith("event:"):
+                    kind = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and kind in ("generating", "complete"):
+                    yield json.loads(line.removeprefix("data:"))
+                elif line.startswith("data:") and kind == "error":
+                    raise RuntimeError(f"{api_name}: {line}")
+
+    def download(self, outputs: list) -> None:
+        """Fetch every file an answer names (the grid image, the zip), as gradio_client does."""
+        for value in outputs:
+            if isinstance(value, dict) and value.get("url"):
+                self.http.get(value["url"]).raise_for_status()
+
+
 def interleaved(runs: Sequence[Callable[[], dict[str, float]]], repeats: int) -> dict[str, float]:
     """Median seconds of each named time the runs give ({name: seconds}), the runs taken in
     turn `repeats` times after one warm-up round, so that a busy moment of the machine weighs
@@ -146,27 +199,41 @@ def measure(repeats: int) -> tuple[float, list[dict]]:
         server, startup = start_server([sys.executable, "app.py", "--port", str(port)], port, Path(temp) / "app")
         echo, _ = start_server([sys.executable, "-c", ECHO_APP, str(echo_port)], echo_port, Path(temp) / "echo")
         try:
-            floor_client = Client(f"http://127.0.0.1:{echo_port}/", verbose=False, download_files=Path(temp) / "c0")
-            floor = functools.partial(floor_client.predict, handle_file(str(IMAGE)), api_name="/echo")
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=Path(temp) / "client")
+            echo_url, url = f"http://127.0.0.1:{echo_port}/", f"http://127.0.0.1:{port}/"
+            http_floor, http = GradioHttp(echo_url), GradioHttp(url)
             rows = []
             for name, (methods, top_k) in REQUESTS.items():
                 request: dict[str, Any] = {"methods": methods, "top_k": top_k}
                 engine = functools.partial(explainers.explain, classifier, x, layer=classifier.default_layer, **request)
-                api = functools.partial(client.submit, image=handle_file(str(IMAGE)), api_name="/explain", **request)
 
                 def in_process(request: dict = request) -> dict[str, float]:
                     maps, answer = first_and_last(handlers.explain_stream(str(IMAGE), **request))
                     return {"handler_maps_s": maps, "handler_all_s": answer}
 
-                def through_api(api: Callable[[], Any] = api) -> dict[str, float]:
-                    maps, answer = job_first_and_last(api)
-                    return {"api_maps_s": maps, "api_all_s": answer}
+                def over_http(request: dict = request) -> dict[str, float]:
+                    maps, answer = first_and_last(http.download(a) for a in http.answers("/explain", IMAGE, **request))
+                    return {"http_maps_s": maps, "http_all_s": answer}
 
-                medians = interleaved(
-                    [timed("floor_s", floor), through_api, timed("engine_s", engine), in_process], repeats
+                floor = timed("http_floor_s", lambda: list(http_floor.answers("/echo", IMAGE)))
+                rows.append(
+                    {"request": name, **interleaved([floor, over_http, timed("engine_s", engine), in_process], repeats)}
                 )
-                rows.append({"request": name, **medians})
+            # gradio_client apart, in rounds of its own: its reader threads poll while they live
+            floor_client = Client(echo_url, verbose=False, download_files=Path(temp) / "c0")
+            client = Client(url, verbose=False, download_files=Path(temp) / "client")
+            client_floor = functools.partial(floor_client.predict, handle_file(str(IMAGE)), api_name="/echo")
+            for row, (methods, top_k) in zip(rows, REQUESTS.values()):
+                request = {"methods": methods, "top_k": top_k}
+                engine = functools.partial(explainers.explain, classifier, x, layer=classifier.default_layer, **request)
+                submit = functools.partial(client.submit, image=handle_file(str(IMAGE)), api_name="/explain", **request)
+
+                def with_client(submit: Callable[[], Any] = submit) -> dict[str, float]:
+                    return {"client_maps_s": job_first_and_last(submit)[0]}
+
+                runs = [timed("client_floor_s", client_floor), with_client, timed("client_engine_s", engine)]
+                row.update(interleaved(runs, repeats))
+            for each in (client, floor_client):
+                each.close()
         finally:
             for process in (server, echo):
                 process.terminate()
@@ -183,27 +250,42 @@ def table(startup: float, rows: list[dict], repeats: int) -> str:
     lines = [
         f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores (no GPU), "
         f"EfficientNet-Lite0, `{IMAGE.name}`, medians of {repeats} rounds in one run (each round: "
-        f"Gradio's floor, the API, the engine alone, in-process). Start-up of `python app.py` "
+        f"Gradio's floor, the API over HTTP, the engine alone, in-process; then rounds of "
+        f"gradio_client's floor, the API through it, the engine alone). Start-up of `python app.py` "
         f"until the page answers: {startup:.1f} s.",
         "",
-        "| request | engine alone | Gradio's floor | in-process: maps / all | API: maps | API: all "
-        "| maps / engine | all / engine | (maps − floor) / engine |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| request | engine alone | in-process: maps / all | Gradio's floor, HTTP | API over HTTP: maps "
+        "| API over HTTP: all | **maps / engine** | all / engine |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        engine, floor = row["engine_s"], row["floor_s"]
+        engine = row["engine_s"]
         lines.append(
-            f"| {row['request']} | {ms(engine)} | {ms(floor)} | {ms(row['handler_maps_s'])} / "
-            f"{ms(row['handler_all_s'])} | {ms(row['api_maps_s'])} | {ms(row['api_all_s'])} | "
-            f"{row['api_maps_s'] / engine:.1f}x | {row['api_all_s'] / engine:.1f}x | "
-            f"{(row['api_maps_s'] - floor) / engine:.1f}x |"
+            f"| {row['request']} | {ms(engine)} | {ms(row['handler_maps_s'])} / {ms(row['handler_all_s'])} | "
+            f"{ms(row['http_floor_s'])} | {ms(row['http_maps_s'])} | {ms(row['http_all_s'])} | "
+            f"**{row['http_maps_s'] / engine:.1f}x** | {row['http_all_s'] / engine:.1f}x |"
         )
     lines += [
         "",
-        "Gradio's floor: a trivial Gradio app (one image in, a line of HTML out, through the queue) "
-        "called through gradio_client: what any Gradio app costs per request. API: maps = until "
-        "the first answer (the maps table, what the page shows); all = until the last (the grid "
-        "image and the zip added, both downloaded by gradio_client, as `predict` returns them).",
+        "| request | engine alone | Gradio's floor, gradio_client | API through gradio_client: maps "
+        "| maps / engine | (maps − floor) / engine |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        engine, floor, maps = row["client_engine_s"], row["client_floor_s"], row["client_maps_s"]
+        lines.append(
+            f"| {row['request']} | {ms(engine)} | {ms(floor)} | {ms(maps)} | {maps / engine:.1f}x "
+            f"| {(maps - floor) / engine:.1f}x |"
+        )
+    lines += [
+        "",
+        "Gradio's floor: a trivial Gradio app (one image in, a line of HTML out, through the queue), "
+        "called the same way: what any Gradio app costs per request. API over HTTP: Gradio's "
+        "documented HTTP API (upload, POST `/gradio_api/call/explain`, the answers as server-sent "
+        "events) from httpx; maps = until the first answer, the maps table with its pictures inside "
+        "it (what the page shows); all = until the last (the grid image and the zip added, both "
+        "downloaded). gradio_client looks for new messages every 50 ms, whatever the app: its floor "
+        "is that polling.",
     ]
     return "\n".join(lines)
 

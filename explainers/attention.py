@@ -10,6 +10,7 @@ also on error; counted per module so that concurrent explanations agree) and rec
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -30,8 +31,18 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     ]
 
 
+_problems: weakref.WeakKeyDictionary[nn.Module, str | None] = weakref.WeakKeyDictionary()
+
+
 def attention_problem(model: nn.Module) -> str | None:
-    """Why the attention methods cannot explain `model`, or None."""
+    """Why the attention methods cannot explain `model`, or None (found once per model: a model's
+    blocks do not change)."""
+    if model not in _problems:
+        _problems[model] = _attention_problem(model)
+    return _problems[model]
+
+
+def _attention_problem(model: nn.Module) -> str | None:
     if not attention_modules(model):
         return "Needs a vision transformer with timm attention blocks (ViT, DeiT, BEiT, EVA...); this model has none."
     if getattr(model, "cls_token", None) is None:

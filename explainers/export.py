@@ -17,6 +17,7 @@ espresso", "set-dog" for a named class set; ``<label>`` is its name for a person
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import struct
@@ -352,10 +353,7 @@ def png_bytes(picture: Image.Image) -> bytes:
 
 def save_picture(picture: Image.Image, path: Path) -> None:
     """Save a picture of the layout: PNG (png_bytes: fast) or, for a ".jpg" name, JPEG quality 90."""
-    if path.suffix == ".jpg":
-        picture.save(path, format="JPEG", quality=90)
-    else:
-        path.write_bytes(png_bytes(picture))
+    path.write_bytes(picture_bytes(picture, path.name))
 
 
 def write_folder(out_dir: Path, explained: Explained, display: Display, stem: str | None = None) -> dict[str, Any]:
@@ -369,12 +367,24 @@ def write_folder(out_dir: Path, explained: Explained, display: Display, stem: st
     return info
 
 
-def write_zip(path: Path, files: Mapping[str, Path], info: Mapping[str, Any], stem: str) -> Path:
-    """A zip of files already written in the layout (name in the zip -> file) and the json
-    record; PNG and npz are stored as they are (they are compressed already)."""
+def picture_bytes(picture: Image.Image, name: str) -> bytes:
+    """A picture of the layout encoded as save_picture() saves it under ``name``."""
+    if name.endswith(".jpg"):
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=90)
+        return buffer.getvalue()
+    return png_bytes(picture)
+
+
+def write_zip(path: Path, files: Mapping[str, Path | bytes], info: Mapping[str, Any], stem: str) -> Path:
+    """A zip of the layout (name in the zip -> a file written already, or the bytes of one) and
+    the json record; PNG, JPEG and npz are stored as they are (they are compressed already)."""
     with zipfile.ZipFile(path, "w") as zf:
         for name, file in files.items():
-            zf.write(file, name, compress_type=zipfile.ZIP_STORED)
+            if isinstance(file, bytes):
+                zf.writestr(name, file, compress_type=zipfile.ZIP_STORED)
+            else:
+                zf.write(file, name, compress_type=zipfile.ZIP_STORED)
         zf.writestr(
             f"{stem}.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n", compress_type=zipfile.ZIP_DEFLATED
         )

@@ -55,9 +55,12 @@ def _as_map(saliency: np.ndarray) -> np.ndarray:
 
 def colorize(saliency: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """Colour a map with values in [0, 1] (clipped): uint8 RGB [H, W, 3]; 0 and 1 give the ends."""
-    lut = _lut(colormap)
-    index = np.rint(_as_map(saliency) * np.float32(255.0)).astype(np.uint8)
-    return lut[index]
+    return np.take(_lut(colormap), _levels(saliency), axis=0)
+
+
+def _levels(saliency: np.ndarray) -> np.ndarray:
+    """uint8 [H, W]: a map's values in [0, 1] (clipped) as the 256 levels of a colour map."""
+    return np.rint(_as_map(saliency) * np.float32(255.0)).astype(np.uint8)
 
 
 def _resize_map(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -77,8 +80,9 @@ def overlay(image: Image.Image, saliency: np.ndarray, colormap: str = "jet", opa
     """
     if not 0.0 <= float(opacity) <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    heat = Image.fromarray(colorize(_resize_map(saliency, image.size), colormap), "RGB")
-    return Image.blend(image.convert("RGB"), heat, float(opacity))
+    heat = Image.fromarray(_levels(_resize_map(saliency, image.size)), "L").convert("P")
+    heat.putpalette(_lut(colormap).tobytes())  # colorize()'s colours, looked up in C
+    return Image.blend(image.convert("RGB"), heat.convert("RGB"), float(opacity))
 
 
 def shared_scale(raw_maps: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ def find_module(model: nn.Module, name: str) -> nn.Module:
 
 
 _eval_lock = threading.Lock()
-_eval_users: dict[int, tuple[int, dict[str, bool]]] = {}
+_eval_users: dict[int, tuple[int, list[nn.Module]]] = {}
 
 
 @contextmanager
@@ -44,22 +44,23 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     """
     key = id(model)
     with _eval_lock:
-        users, saved = _eval_users.get(key, (0, {}))
+        users, training = _eval_users.get(key, (0, []))
         if users == 0:
-            saved = {n: m.training for n, m in model.named_modules()}
-            model.eval()
-        _eval_users[key] = (users + 1, saved)
+            training = [m for m in model.modules() if m.training]  # usually none: nothing to switch
+            if training:
+                model.eval()
+        _eval_users[key] = (users + 1, training)
     try:
         yield
     finally:
         with _eval_lock:
-            users, saved = _eval_users[key]
+            users, training = _eval_users[key]
             if users == 1:
                 del _eval_users[key]
-                for n, m in model.named_modules():
-                    m.training = saved.get(n, m.training)
+                for m in training:
+                    m.training = True
             else:
-                _eval_users[key] = (users - 1, saved)
+                _eval_users[key] = (users - 1, training)
 
 
 class LayerTap:

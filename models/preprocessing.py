@@ -163,6 +163,11 @@ class Preprocessing:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """The normalised float32 tensor [1, 3, H, W] (CPU) for one image."""
-        pixels = np.asarray(self.crop(image), dtype=np.float32) / 255.0
+        return self.tensor(self.crop(image))
+
+    def tensor(self, crop: Image.Image) -> torch.Tensor:
+        """The normalised float32 tensor [1, 3, H, W] (CPU) of an image crop() made already (so
+        that a caller who shows the crop resizes the photo once)."""
+        pixels = np.asarray(crop.convert("RGB"), dtype=np.float32) / 255.0
         normalised = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]

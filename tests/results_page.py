@@ -1,20 +1,25 @@
 """Reading the results view's HTML in tests: its column headers, and per row the row header's
-text and the files of its tiles (the input first)."""
+text and its tiles (the input first): their pictures' bytes (JPEG, inside the page as data:
+URIs) and captions."""
 
 from __future__ import annotations
 
-import html
+import base64
+import io
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from pathlib import Path
 
-FILE_ROUTE = "gradio_api/file="
+from PIL import Image
+
+FILE_ROUTE = "gradio_api/file="  # the other views' pictures (sweep, attack) are files
+DATA_URI = "data:image/jpeg;base64,"
 
 
 @dataclass
 class Row:
     header: str = ""
-    tiles: list[Path] = field(default_factory=list)
+    tiles: list[bytes] = field(default_factory=list)  # each picture's JPEG
+    captions: list[str] = field(default_factory=list)
     times: list[str] = field(default_factory=list)
 
 
@@ -43,9 +48,10 @@ class _Reader(HTMLParser):
         elif tag == "div" and attrs.get("class") == "time":
             self.text, self.in_time = "", True
         elif tag == "img" and self.where == "body":
-            src = html.unescape(attrs["src"])
-            assert src.startswith(FILE_ROUTE), src
-            self.table.rows[-1].tiles.append(Path(src[len(FILE_ROUTE) :]))
+            src = attrs["src"]
+            assert src.startswith(DATA_URI), src[:80]
+            self.table.rows[-1].tiles.append(base64.b64decode(src[len(DATA_URI) :], validate=True))
+            self.table.rows[-1].captions.append(attrs["alt"])
 
     def handle_data(self, data):
         self.text += data
@@ -69,6 +75,12 @@ def read_results(page: str) -> Table:
     return reader.table
 
 
-def tiles_of(page: str) -> list[Path]:
-    """Every tile's file of a results view, row by row (each row: the input, then the maps)."""
+def tiles_of(page: str) -> list[bytes]:
+    """Every tile's picture (JPEG bytes) of a results view, row by row (each row: the input, then
+    the maps)."""
     return [tile for row in read_results(page).rows for tile in row.tiles]
+
+
+def picture(tile: bytes) -> Image.Image:
+    """A tile's picture, decoded (RGB)."""
+    return Image.open(io.BytesIO(tile)).convert("RGB")

@@ -1,7 +1,8 @@
-"""The app's quick paths (issue 14): the page gets the maps before the grid and the zip are drawn,
-a re-render runs no engine and encodes only the tiles and the grid, a streamed result is kept
-once, a fast run sends no progress updates, and the page starts without the faithfulness panel's
-plotting code. Behaviour only: the timings are bench/app_latency.py's.
+"""The app's quick paths (issue 14): the page gets the maps (their pictures inside the answer,
+nothing written to disk) before the grid and the zip are drawn, a re-render runs no engine and
+encodes only the tiles and the grid, a streamed result is kept once, a fast run sends no
+progress updates, and the page starts without the faithfulness panel's plotting code. Behaviour
+only: the timings are bench/app_latency.py's.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from results_page import tiles_of  # noqa: E402
 
 from explainers import export  # noqa: E402
-from webapp import config, handlers, state  # noqa: E402
+from webapp import config, handlers, results_view, state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITE = ROOT / "assets" / "cat_and_coffee.jpg"
@@ -34,27 +36,29 @@ def test_the_maps_come_before_the_grid_and_the_zip_are_written():
     view, _, archive, status, grid, result = next(answers)
     tiles = {f"cat_and_coffee_{m}_{t}-{result.labels[t].replace(' ', '_')}.png" for m in FAST for t in result.targets}
     assert archive is None and grid is None and "4 maps" in status
-    assert _names(result.shown.folder) == {"cat_and_coffee_input.png"} | tiles  # nothing else drawn yet
+    assert len(tiles_of(view)) == 2 * (1 + len(FAST)) and _names(result.shown.folder) == set()  # no file yet
     *_, archive, _, grid, again = next(answers)
     assert again is result and Path(grid).parent == result.shown.folder
     with zipfile.ZipFile(archive) as zf:
-        assert {"cat_and_coffee_grid.png", "cat_and_coffee_maps.npz"} <= set(zf.namelist())
+        assert {"cat_and_coffee_input.png", "cat_and_coffee_grid.png", "cat_and_coffee_maps.npz"} | tiles <= set(
+            zf.namelist()
+        )
     assert next(answers, None) is None
 
 
 def test_a_rerender_runs_no_engine_and_encodes_only_the_tiles_and_the_grid(monkeypatch):
     result = handlers.explain_image(str(COMPOSITE), methods=FAST, top_k=2)[-1]
     before, calls = result.shown, state.ENGINE_CALLS
-    encoded = []
-    encode = export.png_bytes
-    monkeypatch.setattr(export, "png_bytes", lambda picture: encoded.append(picture.size) or encode(picture))
+    pngs, jpegs = [], []
+    png, jpeg = export.png_bytes, results_view.picture_uri
+    monkeypatch.setattr(export, "png_bytes", lambda picture: pngs.append(picture.size) or png(picture))
+    monkeypatch.setattr(results_view, "picture_uri", lambda picture: jpegs.append(picture.size) or jpeg(picture))
     view, grid, download, _ = handlers.rerender(result, "viridis", 0.7, True)
     assert state.ENGINE_CALLS == calls and download.value is None
-    assert len(encoded) == len(result.tiles) + 1  # the tiles and the grid; not the input
+    assert len(jpegs) == 1 + len(result.tiles) and len(pngs) == 1  # the page's tiles (the input once), the grid
     after = result.shown
     assert after.folder != before.folder and Path(grid) == after.folder / after.grid_name
-    assert os.path.samefile(after.files[after.input_name], before.files[before.input_name])  # linked
-    assert _names(after.folder) == set(before.files)  # the input, the tiles, the grid: no zip, no photos
+    assert _names(after.folder) == {after.grid_name}  # no zip, no tiles' PNGs, no photos
 
 
 def test_the_download_after_the_first_answer_has_the_grid_too():

@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from results_page import tiles_of  # noqa: E402
+from results_page import picture, tiles_of  # noqa: E402
 from servers import running_app  # noqa: E402
 from test_images import camera_jpeg, exif_block, saved, segment  # noqa: E402
 
@@ -258,7 +258,7 @@ def test_server_explains_or_says_why_and_keeps_serving(client, corpus):
 
 def test_server_shows_the_exif_photo_upright(client, corpus):
     view, *_ = api_explain(client, corpus["exif_rotated.jpg"])
-    crop = np.asarray(Image.open(tiles_of(view)[0]).convert("RGB"), dtype=float)  # the input tile
+    crop = np.asarray(picture(tiles_of(view)[0]), dtype=float)  # the input tile
     assert crop[:80, :, 0].mean() > 200 and crop[-80:, :, 2].mean() > 200
 
 

@@ -23,7 +23,8 @@ def write(path: Path, size: int, age_s: float = 0) -> Path:
     return path
 
 
-def test_trim_deletes_oldest_files_beyond_the_cap_and_old_files(tmp_path):
+def test_trim_deletes_oldest_files_beyond_the_cap_and_old_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(scratch, "EMPTY_FOLDER_SWEEP_S", 0)  # empty folders looked for at every trim
     folder = scratch.Scratch(tmp_path / "server-1", max_bytes=10_000, max_age_s=3600)
     files = [write(folder.gradio / f"upload{i}" / "a.png", 3_000, age_s=100 - i) for i in range(5)]
     stale = write(folder.downloads / "run-x" / "grid.png", 10, age_s=7200)
@@ -44,6 +45,19 @@ def test_trim_deletes_oldest_files_beyond_the_cap_and_old_files(tmp_path):
     assert not stale.parent.exists()
     folder.remove()
     assert not folder.root.exists()
+
+
+def test_empty_folders_are_looked_for_at_most_every_sweep_interval(tmp_path, monkeypatch):
+    folder = scratch.Scratch(tmp_path / "server-1", max_bytes=10_000, max_age_s=3600)
+    walks = []
+    monkeypatch.setattr(scratch, "_remove_empty_folders", lambda root, keep: walks.append(root))
+    folder.trim()
+    folder.trim()  # within EMPTY_FOLDER_SWEEP_S of the first: no walk
+    assert walks == [folder.root]
+    monkeypatch.setattr(scratch, "EMPTY_FOLDER_SWEEP_S", 0)
+    folder.trim()
+    assert walks == [folder.root] * 2
+    folder.remove()
 
 
 def _python(code: str, env: dict[str, str]) -> subprocess.Popen:

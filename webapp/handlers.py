@@ -472,9 +472,9 @@ def explained(request: Prepared, methods: list[str], progress: Callable[..., Any
 @friendly_errors("redraw the maps")
 def rerender(result: Result | str | None, colormap: str, opacity: float, shared_scale: bool) -> tuple:
     """Redraw with another colormap/opacity/scale; the engine does not run again. Only the
-    tiles and the grid are encoded (the input's file is linked from the last drawing): the
-    download is built for the new colours on request (prepare_download), so a re-render
-    costs no zip and no copy of the raw maps."""
+    tiles (inside the table) and the grid are encoded: the download is built for the new
+    colours on request (prepare_download), so a re-render costs no zip, no PNG of the tiles
+    and no copy of the raw maps."""
     result = state.stored(result)
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -487,7 +487,8 @@ def rerender(result: Result | str | None, colormap: str, opacity: float, shared_
 
 @friendly_errors("prepare the download")
 def prepare_download(result: Result | str | None) -> tuple:
-    """The zip of what is shown now (after a re-render), from the files already on disk."""
+    """The zip of what is shown now (after a re-render): its pictures drawn again, the raw maps
+    from the file written at the first drawing."""
     result = state.stored(result)
     if result is None or result.shown is None:
         raise UserError("Explain an image first.")

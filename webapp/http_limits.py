@@ -5,9 +5,9 @@
   to Gradio's upload route, which ``launch(max_file_size=...)`` limits per file.
 - Routes the app does not use and that cost the server: ``deep_link`` (writes a session's values
   to disk, never deleted) and ``file=http(s)://`` (makes the server fetch any public URL).
-- Before and after every upload, ``around_upload`` runs (off the event loop): the app trims its
-  scratch folder there, so uploads alone cannot fill the disk (at most the cap plus the uploads
-  in flight).
+- After every upload, ``after_upload`` runs (off the event loop): the app trims its scratch
+  folder there (as after every drawing), so uploads alone cannot fill the disk (at most the cap
+  plus the uploads in flight).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ class _TooLarge(Exception):
 
 
 class RequestLimits:
-    """Pure ASGI middleware: body size cap, blocked routes, a hook around each upload."""
+    """Pure ASGI middleware: body size cap, blocked routes, a hook after each upload."""
 
     def __init__(
-        self, app: Callable[..., Awaitable[None]], max_body_bytes: int, around_upload: Callable[[], Any] | None = None
+        self, app: Callable[..., Awaitable[None]], max_body_bytes: int, after_upload: Callable[[], Any] | None = None
     ) -> None:
-        self.app, self.max_body_bytes, self.around_upload = app, max_body_bytes, around_upload
+        self.app, self.max_body_bytes, self.after_upload = app, max_body_bytes, after_upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,11 +45,9 @@ class RequestLimits:
         if any(blocked in path for blocked in BLOCKED):
             return await JSONResponse({"detail": "Not available on this server."}, 404)(scope, receive, send)
         if path.endswith(UPLOAD_SUFFIX):
-            if self.around_upload is not None:  # room first, so the upload fits under the cap
-                await anyio.to_thread.run_sync(self.around_upload)
             await self.app(scope, receive, send)
-            if self.around_upload is not None:
-                await anyio.to_thread.run_sync(self.around_upload)
+            if self.after_upload is not None:
+                await anyio.to_thread.run_sync(self.after_upload)
             return None
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)

@@ -1,13 +1,13 @@
 """The results view: the maps as a table (one row per class with the input at its head, one
 column per method, the labels outside the maps), the predictions, the status line, the colour
-legend, and the files behind them (tiles and grid shown, the zip on request)."""
+legend, and the files behind them (the tiles travel inside the table; the grid and the zip are
+written after the maps are out)."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ import explainers
 from explainers import evidence, export, rendering
 from explainers.targets import Target
 
-from . import config, files, style, tiles
+from . import config, files, style
 from .state import Result, Tile
 
 INPUT_ALT = "the input as the model sees it (the centre crop)"
@@ -32,12 +32,13 @@ PLACEHOLDER = (
 
 @dataclass
 class Shown:
-    """What is on screen for a result: its files (name in the zip -> path) and how drawn."""
+    """What is on screen for a result: how it is drawn, its folder, and its grid image's file
+    once written (after the maps are out; the zip's other pictures never become files)."""
 
     folder: Path
-    files: dict[str, Path]
     display: export.Display
     stem: str
+    grid: Path | None = None
 
     @property
     def grid_name(self) -> str:
@@ -98,94 +99,77 @@ def row_label(result: Result, target: Target) -> str:
     return f"{result.labels[target]}{suffix}"
 
 
-def write_tiles(result: Result, display: export.Display) -> tuple[Shown, Overlays]:
-    """Draw every overlay into a fresh folder under the export's names, with the input: the
-    files the maps table shows (the grid is write_grid's). The input's file is linked from the
-    result's last drawing when there is one (it does not change with the colours), so a
-    re-render encodes only the overlays. Returns the drawing and the overlays (for the grid)."""
-    explained = result.explained()
-    stem = export.stem_of(result.name)
-    shown = Shown(files.new_folder(), {}, display, stem)
-    overlays = export.draw_overlays(explained, display)
-    input_path = shown.folder / shown.input_name
-    previous = result.shown.files.get(shown.input_name) if result.shown is not None else None
-    if previous is None or not _linked(previous, input_path):  # no earlier drawing, or it has gone
-        export.save_picture(result.crop, input_path)
-    shown.files[shown.input_name] = input_path
-    for tile in explained.maps:
-        name = export.overlay_name(stem, tile, explained.labels)
-        export.save_picture(overlays[export.tile_key(tile)], shown.folder / name)
-        shown.files[name] = shown.folder / name
-    return shown, overlays
-
-
-def _linked(source: Path, target: Path) -> bool:
-    """Hard-link ``target`` to ``source`` (fresh for the scratch folder's age limit); False
-    where that is impossible (the source has gone, or the file system has no links)."""
-    try:
-        os.link(source, target)
-        os.utime(target)
-    except OSError:
-        return False
-    return True
+def picture_uri(picture: Image.Image) -> str:
+    """A picture as a data: URI, JPEG at quality 90 without chroma subsampling: the page's tiles
+    travel inside the maps table (no file to write, copy or fetch; ~16 kB and well under a
+    millisecond for a 224 px tile, against ~65 kB and ~3 ms as PNG). The download keeps PNG."""
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=90, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def write_grid(result: Result, shown: Shown, overlays: Overlays | None = None) -> Path:
-    """The grid image of a drawing, written next to its tiles once (from ``overlays``, else
-    from the tiles' files); its path."""
-    path = shown.files.get(shown.grid_name)
-    if path is not None and path.is_file():
-        return path
+    """The grid image of a drawing, written into its folder once (from ``overlays``, drawn again
+    when not given); its path."""
+    if shown.grid is not None and shown.grid.is_file():
+        return shown.grid
     explained = result.explained()
     if overlays is None:
-        overlays = {}
-        for tile in explained.maps:
-            with Image.open(shown.files[export.overlay_name(shown.stem, tile, explained.labels)]) as picture:
-                overlays[export.tile_key(tile)] = picture.convert("RGB")
-    path = shown.folder / shown.grid_name
-    export.save_picture(export.draw_grid(explained, overlays), path)
-    shown.files[shown.grid_name] = path
-    return path
+        overlays = export.draw_overlays(explained, shown.display)
+    shown.grid = shown.folder / shown.grid_name
+    export.save_picture(export.draw_grid(explained, overlays), shown.grid)
+    return shown.grid
 
 
-def write_archive(result: Result, shown: Shown) -> str:
-    """The zip of the export's layout for what is shown: the shown files, the overlays on the
-    whole photo, the raw maps (.npz, written once per result, compressed on a second thread
-    while the photos are drawn) and the json record. Named after the image and the model."""
+def write_archive(result: Result, shown: Shown, overlays: Overlays | None = None) -> str:
+    """The zip of the export's layout for a drawing: the input, the overlays on the crop and on
+    the whole photo (encoded into the zip, never files of their own), the grid, the raw maps
+    (.npz, written once per result, compressed on a second thread while the pictures are
+    encoded) and the json record. ``overlays`` are drawn again when not given. Named after the
+    image and the model."""
     explained = result.explained()
     earlier = Path(result.npz_path) if result.npz_path else None
     npz = earlier if earlier is not None and earlier.is_file() else shown.folder / f"{shown.stem}_maps.npz"
-    with ThreadPoolExecutor(1) as pool:  # zlib lets go of the GIL: the photos are drawn meanwhile
+    with ThreadPoolExecutor(1) as pool:  # zlib lets go of the GIL: the pictures are encoded meanwhile
         arrays = None if npz == earlier else pool.submit(export.save_arrays, npz, explained)
-        write_grid(result, shown)  # in the zip, whether or not it was shown
-        photo_files = {}
+        if overlays is None:  # a download on request: drawn again (~1 ms a map)
+            overlays = export.draw_overlays(explained, shown.display)
+        contents: dict[str, Path | bytes] = {shown.input_name: export.png_bytes(result.crop)}
+        for tile in explained.maps:
+            contents[export.overlay_name(shown.stem, tile, explained.labels)] = export.png_bytes(
+                overlays[export.tile_key(tile)]
+            )
+        contents[shown.grid_name] = write_grid(result, shown, overlays)  # in the zip, whether or not it was shown
+        photo = False
         for key, picture in export.draw_on_photo(explained, shown.display):
             name = export.overlay_name(shown.stem, explained.get(*key), explained.labels, photo=True)
-            export.save_picture(picture, shown.folder / name)
-            photo_files[name] = shown.folder / name
+            contents[name], photo = export.picture_bytes(picture, name), True
         if arrays is not None:
             arrays.result()  # its error, if any, here
     result.npz_path = str(npz)
-    contents = {**shown.files, **photo_files, f"{shown.stem}_maps.npz": npz}
-    info = export.record(explained, shown.display, shown.stem, photo=bool(photo_files))
+    contents[f"{shown.stem}_maps.npz"] = npz
+    info = export.record(explained, shown.display, shown.stem, photo=photo)
     archive = shown.folder / f"{shown.stem}-{export.safe_name(result.model)}-explained.zip"
     return str(export.write_zip(archive, contents, info, shown.stem))
 
 
-def _tile(path: Path, caption: str) -> str:
-    """A tile: the picture, a link to itself at full size (``caption`` escaped already)."""
-    return tiles.linked_picture(path, caption, "tile", style.TILE_PX)
+def _tile(uri: str, caption: str) -> str:
+    """A tile: the picture (a data: URI) with ``caption`` (escaped already) as its title and alt text."""
+    return (
+        f"<img class='tile' src='{uri}' alt='{caption}' title='{caption}' "
+        f"width='{style.TILE_PX}' height='{style.TILE_PX}'>"
+    )
 
 
-def results_html(result: Result | None, shown: Shown | None) -> str:
+def results_html(result: Result | None, overlays: Overlays | None) -> str:
     """The maps as an HTML table: a header row of method names, then per class a row header
     (class and probability), the input and one tile per method with its time under it; with
     "Why not?", the class's "why not" row right under it (a cell left empty for a method
     without that form). Notes (skipped methods, a tiny image) come first. Scrolls sideways
     when wider than the page."""
-    if result is None or shown is None:
+    if result is None or overlays is None:
         return PLACEHOLDER
-    stem, labels = shown.stem, result.class_names
+    input_tile = _tile(picture_uri(result.crop), INPUT_ALT)
     head = "".join(
         f"<th class='method' scope='col'>{html.escape(explainers.METHODS[m].title)}</th>" for m in result.methods
     )
@@ -199,18 +183,17 @@ def results_html(result: Result | None, shown: Shown | None) -> str:
         cells = [
             f"<th class='row' scope='row'>{against}<span class='class-name'>{label}</span>"
             f"<span class='class-index'>{target_index(target)}</span>{chance}</th>",
-            f"<td class='input-cell'>{_tile(shown.files[shown.input_name], INPUT_ALT)}</td>",
+            f"<td class='input-cell'>{input_tile}</td>",
         ]
         for method in result.methods:
             tile = result.tiles.get((method, target, why_not))
             if tile is None:
                 cells.append("<td class='missing'></td>")
                 continue
-            path = shown.files[export.overlay_name(stem, tile, labels)]
             notes = settings_note(tile) + empty_note(tile)
             caption = html.escape(tile_caption(result, tile, notes), quote=True)
             time_note = f"<div class='time'>{tile.seconds:.2f} s{html.escape(notes)}</div>"
-            cells.append(f"<td>{_tile(path, caption)}{time_note}</td>")
+            cells.append(f"<td>{_tile(picture_uri(overlays[export.tile_key(tile)]), caption)}{time_note}</td>")
         kind = " class='why-not-row'" if why_not else ""
         kind = " class='contrast'" if isinstance(target, explainers.Contrast) else kind
         rows.append(f"<tr{kind}>{''.join(cells)}</tr>")
@@ -255,19 +238,20 @@ def legend_html(colormap: str) -> str:
 
 
 def present_maps(result: Result, colormap: str, opacity: float, shared: bool) -> tuple[str, Shown, Overlays]:
-    """Draw a result's tiles anew (write_tiles; the page shows it from now on): the maps
-    table's HTML, the drawing and its overlays. The page gets this first; present_rest adds
-    the grid and the zip of the same drawing."""
-    shown, overlays = write_tiles(result, export.Display(colormap, float(opacity), bool(shared)))
-    result.shown = shown
-    return results_html(result, shown), shown, overlays
+    """Draw a result anew (the page shows this drawing from now on): the maps table's HTML, its
+    pictures inside it, with nothing written to disk; the drawing and its overlays. The page
+    gets this first; present_rest writes the grid and the zip of the same drawing."""
+    display = export.Display(colormap, float(opacity), bool(shared))
+    overlays = export.draw_overlays(result.explained(), display)
+    result.shown = Shown(files.new_folder(), display, export.stem_of(result.name))
+    return results_html(result, overlays), result.shown, overlays
 
 
 def present_rest(result: Result, shown: Shown, overlays: Overlays, archive: bool = True) -> tuple[str, str | None]:
     """(grid image path, zip path or None) of a drawing of present_maps; then the scratch
     folder is trimmed to its cap (files.tidy), once per drawing."""
+    path = write_archive(result, shown, overlays) if archive else None
     grid = write_grid(result, shown, overlays)
-    path = write_archive(result, shown) if archive else None
     files.tidy()
     return str(grid), path
 

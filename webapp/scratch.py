@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import math
 import os
 import shutil
 import tempfile
@@ -36,18 +37,27 @@ def parent_folder() -> Path:
 
 def files_by_age(root: Path) -> list[tuple[float, int, Path]]:
     """(mtime, size, path) of every regular file under root, oldest first (the lock left out);
-    files that vanish meanwhile are skipped."""
-    found = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            if name == LOCK and path.parent == root:
-                continue
+    files that vanish meanwhile are skipped. (os.scandir: one stat per file, no Path per entry
+    until it is kept: the scan runs after every drawing and around every upload.)"""
+    found: list[tuple[float, int, Path]] = []
+    folders = [str(root)]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # removed meanwhile
+            continue
+        for entry in entries:
             try:
-                info = path.lstat()
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                    continue
+                if entry.name == LOCK and folder == str(root):
+                    continue
+                info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            found.append((info.st_mtime, info.st_size, path))
+            found.append((info.st_mtime, info.st_size, Path(entry.path)))
     return sorted(found)
 
 
@@ -64,6 +74,7 @@ class Scratch:
             folder.mkdir(parents=True, exist_ok=True)
         self._trim_lock = threading.Lock()
         self._kept: set[str] = set()
+        self._folders_swept = -math.inf  # when empty folders were last looked for
 
     def size(self) -> int:
         """Bytes of all files in the folder now."""
@@ -77,7 +88,8 @@ class Scratch:
     def trim(self) -> int:
         """Delete files older than max_age_s and, once over 90 % of max_bytes, the oldest until
         80 % remain (the rest of the cap is room for the requests writing meanwhile); empty
-        folders go too. Kept files (:meth:`keep`) stay, and count. Returns the bytes left."""
+        folders go too (looked for at most every EMPTY_FOLDER_SWEEP_S). Kept files
+        (:meth:`keep`) stay, and count. Returns the bytes left."""
         with self._trim_lock:
             files = files_by_age(self.root)
             total = sum(size for _, size, _ in files)
@@ -90,7 +102,9 @@ class Scratch:
                     continue
                 path.unlink(missing_ok=True)
                 total -= size
-            _remove_empty_folders(self.root, keep={self.gradio, self.downloads})
+            if time.monotonic() - self._folders_swept >= EMPTY_FOLDER_SWEEP_S:  # they hold no bytes
+                _remove_empty_folders(self.root, keep={self.gradio, self.downloads})
+                self._folders_swept = time.monotonic()
             return total
 
     def remove(self) -> None:
@@ -100,6 +114,7 @@ class Scratch:
 
 
 EMPTY_FOLDER_GRACE_S = 60  # a request may make a folder and fill it a moment later
+EMPTY_FOLDER_SWEEP_S = 10  # empty folders are looked for at most this often (a walk of every folder)
 
 
 def _remove_empty_folders(root: Path, keep: set[Path]) -> None:

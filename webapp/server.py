@@ -19,7 +19,7 @@ def launch(
     """Launch with the app's theme, CSS and limits: upload size, request bodies, blocked routes,
     sessions kept (Gradio 6 takes them in launch())."""
     limits = Middleware(
-        RequestLimits, max_body_bytes=config.MAX_BODY_BYTES, around_upload=functools.partial(files.tidy, demo)
+        RequestLimits, max_body_bytes=config.MAX_BODY_BYTES, after_upload=functools.partial(files.tidy, demo)
     )
     return demo.launch(
         server_name=host,

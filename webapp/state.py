@@ -183,7 +183,7 @@ def compute(
     global ENGINE_CALLS
     classifier = models.load(model_name)
     crop = classifier.crop(image)
-    x = classifier.preprocess(image)
+    x = classifier.preprocessing.tensor(crop)  # the photo resized once, for the crop and the input
     if not top_k and not classes:  # explain_image refuses this earlier
         raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
     start = time.perf_counter()

@@ -273,18 +273,19 @@ def sweep_layers(
     progress(0, desc="Checking the request…")
     plan = plan_sweep(model, methods, layers, counterfactual)
     chosen = values.parse_classes(plan.classifier, classes)
+    crop = plan.classifier.crop(img)
     start = time.perf_counter()
     try:
         result = run_sweep(
             plan,
-            plan.classifier.preprocess(img),
+            plan.classifier.preprocessing.tensor(crop),
             chosen[0] if chosen else None,
             counterfactual,
             lambda fraction, message: progress(fraction, desc=message),
         )
         seconds = time.perf_counter() - start
         shapes = {info.name: info.shape for info in plan.classifier.layers}
-        tiles = sweep_table.write_tiles(result, plan.classifier.crop(img))
+        tiles = sweep_table.write_tiles(result, crop)
         page = sweep_table.sweep_html(result, tiles, shapes, plan.skipped)
     finally:
         memory.release_memory()
