@@ -22,7 +22,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import argparse
 import datetime
-import platform
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -34,24 +33,13 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
-from compare_pytorch_grad_cam import Peer, correlation, timed  # noqa: E402
+from common import GRADIENT_CAMS, PERTURBATION_CAMS, Peer, device_name, map_correlations, timed  # noqa: E402
 
 import explainers  # noqa: E402
 import models  # noqa: E402
 
-PGC_METHODS = [
-    "gradcam",
-    "gradcam++",
-    "xgradcam",
-    "hirescam",
-    "layercam",
-    "eigengradcam",
-    "eigencam",
-    "ablationcam",
-    "scorecam",
-    "guided_backprop",
-]
-SLOW = {"scorecam", "ablationcam"}
+PGC_METHODS = [*GRADIENT_CAMS, *PERTURBATION_CAMS, "guided_backprop"]
+SLOW = set(PERTURBATION_CAMS)
 START, END = "<!-- compare_peers:start -->", "<!-- compare_peers:end -->"
 
 NOTES = {
@@ -150,7 +138,7 @@ def compare(
             if not has:
                 continue
             theirs_s, theirs = timed(run, runs, warm_up=method not in SLOW)
-            worst = min(correlation(ours.get(method, t).map, theirs[i]) for i, t in enumerate(targets))
+            worst = min(map_correlations(ours, method, theirs, targets))
             rows.append(
                 {
                     "method": method,
@@ -241,10 +229,9 @@ def main() -> None:
         args.batch_size,
     )
 
-    cpu = platform.processor() or platform.machine()
     block = "\n\n".join(
         [
-            f"Measured {datetime.date.today().isoformat()} on {cpu}, {os.cpu_count()} CPU cores, torch "
+            f"Measured {datetime.date.today().isoformat()} on {device_name('cpu')}, {os.cpu_count()} CPU cores, torch "
             f"{torch.__version__} ({torch.get_num_threads()} threads), grad-cam {version('grad-cam')}, torchcam "
             f"{version('torchcam')}; image {Path(args.image).name}, top-3 classes; "
             f"`python {' '.join(sys.argv)}`. Times are medians of "

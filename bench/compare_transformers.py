@@ -21,7 +21,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: busy-waitin
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
@@ -31,13 +30,19 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from compare_pytorch_grad_cam import Peer, correlation, forward_backward, timed  # noqa: E402
+from common import (  # noqa: E402
+    GRADIENT_CAMS,
+    PERTURBATION_CAMS,
+    Peer,
+    device_name,
+    forward_backward,
+    print_comparison,
+    side_by_side,
+    timed,
+)
 
 import explainers  # noqa: E402
 from models.timm_zoo import preprocessing_of  # noqa: E402
-
-GRADIENT_CAMS = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam"]
-PERTURBATION_CAMS = ["ablationcam", "scorecam"]
 
 
 def vit_reshape(tensor: torch.Tensor, height: int = 14, width: int = 14) -> torch.Tensor:
@@ -90,14 +95,13 @@ def main() -> None:
     x = preprocessing_of(module)(Image.open(args.image).convert("RGB")).to(args.device)
     with torch.no_grad():
         targets = module(x)[0].topk(3).indices.tolist()
-    device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(
         f"# {args.model} (random weights, seed 0), layer {args.layer}, image {Path(args.image).name}, "
         f"top-3 {targets}, median of {repeat}"
     )
     print(
         f"# torch {torch.__version__}, timm {timm.__version__}, pytorch-grad-cam "
-        f"{getattr(pytorch_grad_cam, '__version__', '1.5.x')}, device {args.device} ({device}), "
+        f"{getattr(pytorch_grad_cam, '__version__', '1.5.x')}, device {args.device} ({device_name(args.device)}), "
         f"threads {torch.get_num_threads()}"
     )
     options = explainers.Options(batch_size=args.batch_size)
@@ -105,41 +109,30 @@ def main() -> None:
 
     step, _ = timed(forward_backward(module, x, targets[0]), repeat)
     module.zero_grad(set_to_none=True)
-    ours_time, ours = timed(
-        lambda: explainers.explain(module, x, GRADIENT_CAMS, targets=targets, layer=args.layer, options=options), repeat
+    ours_s, theirs_s, correlations = side_by_side(
+        lambda: explainers.explain(module, x, GRADIENT_CAMS, targets=targets, layer=args.layer, options=options),
+        lambda: peer.run(GRADIENT_CAMS),
+        GRADIENT_CAMS,
+        targets,
+        repeat,
     )
-    theirs_time, theirs = timed(lambda: peer.run(GRADIENT_CAMS), repeat)
-    rows = [(f"{len(GRADIENT_CAMS)} gradient CAMs, top-3, one call", ours_time, theirs_time)]
-    correlations = {
-        name: [correlation(ours.get(name, t).map, theirs[name][i]) for i, t in enumerate(targets)]
-        for name in GRADIENT_CAMS
-    }
+    rows = [(f"{len(GRADIENT_CAMS)} gradient CAMs, top-3, one call", ours_s, theirs_s)]
     if args.perturbation is not None and not args.quick:
         for name in args.perturbation or PERTURBATION_CAMS:  # long: one run each, warmed up by the runs above
-            ours_time, ours_p = timed(
+            ours_s, theirs_s, found = side_by_side(
                 lambda name=name: explainers.explain(
                     module, x, [name], targets=targets, layer=args.layer, options=options
                 ),
+                lambda name=name: peer.run([name]),
+                [name],
+                targets,
                 1,
                 False,
             )
-            theirs_time, theirs_p = timed(lambda name=name: peer.run([name]), 1, False)
-            rows.append((f"{name}, top-3", ours_time, theirs_time))
-            correlations[name] = [
-                correlation(ours_p.get(name, t).map, theirs_p[name][i]) for i, t in enumerate(targets)
-            ]
+            rows.append((f"{name}, top-3", ours_s, theirs_s))
+            correlations.update(found)
 
-    print("\n| work | ours (ms) | pytorch-grad-cam (ms) | speed-up | ours / (forward + backward) |")
-    print("|---|---:|---:|---:|---:|")
-    for label, ours_s, theirs_s in rows:
-        print(
-            f"| {label} | {ours_s * 1e3:.0f} | {theirs_s * 1e3:.0f} | {theirs_s / ours_s:.1f}x | {ours_s / step:.2f} |"
-        )
-    print(f"\nOne forward + backward: {step * 1e3:.0f} ms")
-    print("\n| method | correlation with pytorch-grad-cam (per target) |")
-    print("|---|---|")
-    for name, values in correlations.items():
-        print(f"| {name} | {', '.join(f'{v:.4f}' for v in values)} |")
+    print_comparison(rows, step, correlations)
 
 
 if __name__ == "__main__":

@@ -460,11 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def resolve_sweep_layers(classifier, args) -> list[str]:
-    """The layers of --layers ('sweep': sweep.default_layers), after checking the other options."""
-    if args.layer or args.counterfactual or args.contrast or args.class_set or args.top_k != 1:
+    """The layers of --layers ('sweep': sweep.default_layers), after checking the other options:
+    one class (--targets) or class set (--class-set) is swept, the top class by default."""
+    if args.layer or args.counterfactual or args.contrast or args.top_k != 1:
         raise UsageError(
-            "--layers sweeps one class: use it without --layer, --counterfactual, --contrast, --class-set, --top-k"
+            "--layers sweeps one class or class set: use it without --layer, --counterfactual, --contrast, --top-k"
         )
+    if len(request.split_list(args.targets or "")) + len(args.class_set or ()) > 1:
+        raise UsageError("--layers sweeps one class or class set: give one --targets class or one --class-set")
     if args.layers.strip() == "sweep":
         return sweep.default_layers(classifier)
     layers = request.split_list(args.layers)

@@ -1,6 +1,8 @@
 """Which layer? One image explained by CAM-family methods at several layers, with one forward pass
 (a tap on every layer) and one backward pass to all of them, then a faithfulness score per layer.
 
+- The target is a class or a class set (`explainers.ClassSet`: its score is log sum_S exp(y_c),
+  its probability sum_S p_c, as in `explainers.explain`); a contrast is not swept.
 - The taps run in "keep" mode with the graph recorded from the input: the gradient of the target's
   score with respect to each layer is then its exact total derivative whatever the architecture
   (a "detach" tap at the earliest layer would also be exact on a chain, but cuts the gradient of a
@@ -9,7 +11,8 @@
   a per-layer `Recording`, so each equals `explainers.explain` at that layer alone.
 - Score of a layer: insertion AUC - deletion AUC (`explainers.metrics.deletion_insertion`, each
   method's maps at all layers in one batched run, `steps` steps); the recommended layer has the
-  best score.
+  best score. A class set is scored by its probability sum_S p_c (its log for the counterfactual
+  check): the metrics read the model with the set's classes merged into one class.
 - "Why not" sweeps (`counterfactual=True`: the evidence against the target, the negated score's
   gradient, as `explain(..., counterfactual=True)`) are scored by the counterfactual check
   (`explainers.metrics.counterfactual_check`): the target's log-probability gain when the map's
@@ -27,17 +30,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from .cam_formulas import upsample
 from .engine import normalise
 from .errors import ExplainerError
-from .gradients import batched_grads, target_directions
+from .export import target_key
+from .gradients import batched_grads
 from .metrics import counterfactual_check, deletion_insertion, module_of
 from .options import Options
 from .registry import Context, Method, Recording, get_method
 from .taps import eval_mode, layer_tap
-from .targets import TargetSet
+from .targets import ClassSet, Contrast, TargetSet, check_targets
 from .validation import method_problem
 
 DEFAULT_LAYER_COUNT = 8
@@ -88,9 +92,12 @@ class SameMap:
 
 @dataclass
 class Sweep:
-    """Maps of one image's target per method and layer, with their scores and a recommendation."""
+    """Maps of one image's target per method and layer, with their scores and a recommendation.
 
-    target: int
+    target: the class index or the ClassSet; probability: the target's (a set's: the sum of its
+    classes'); label: its name ("tabby", a set's name), None for a class without labels."""
+
+    target: int | ClassSet
     probability: float
     label: str | None
     methods: list[str]
@@ -114,9 +121,11 @@ class Sweep:
 
     def to_json(self) -> dict:
         """The scores, the recommendation and the same-map notes as plain JSON values."""
+        target = self.target
         return {
-            "target": self.target,
+            "target": target_key(target) if isinstance(target, ClassSet) else target,
             "label": self.label,
+            **({"kind": "class set", "classes": list(target.classes)} if isinstance(target, ClassSet) else {}),
             "probability": self.probability,
             "methods": self.methods,
             "layers": self.layers,
@@ -146,7 +155,7 @@ def sweep(
     x: torch.Tensor,
     methods: Sequence[str] = ("gradcam",),
     layers: Sequence[str] | None = None,
-    target: int | None = None,
+    target: int | ClassSet | None = None,
     steps: int = DEFAULT_STEPS,
     score: bool = True,
     options: Options | None = None,
@@ -154,9 +163,9 @@ def sweep(
     counterfactual: bool = False,
     progress: Progress | None = None,
 ) -> Sweep:
-    """Explains `target` (default: the top class) of the single image `x` with every method at every
-    layer: one forward pass, one backward pass to all layers, then (with `score`) deletion and
-    insertion with `steps` steps for each method's maps in one batched run.
+    """Explains `target` (a class index or a ClassSet; default: the top class) of the single image
+    `x` with every method at every layer: one forward pass, one backward pass to all layers, then
+    (with `score`) deletion and insertion with `steps` steps for each method's maps in one batched run.
 
     model: a models.Classifier (layers default to `default_layers`) or a torch.nn.Module (layers
     required). methods: CAM-family methods reading only a layer and its gradient (gradcam,
@@ -177,14 +186,10 @@ def sweep(
         activations = [tap.activations() for tap in taps]
     if logits.dim() != 2:
         raise ExplainerError(f"The model must return logits [B, classes], not {list(logits.shape)}.")
-    probabilities = F.softmax(logits.detach().float(), dim=1)[0]
-    target = int(probabilities.argmax()) if target is None else int(target)
-    if not 0 <= target < logits.shape[1]:
-        raise ExplainerError(f"The target class must be between 0 and {logits.shape[1] - 1}; got {target}.")
-    targets = TargetSet([[target]])
+    chosen = _check_target(target, logits.detach())
+    targets = TargetSet([[chosen]])
     sign = -1.0 if counterfactual else 1.0
-    directions = target_directions(logits.shape[1], targets.indices(logits.device), sign)
-    grads = batched_grads(logits, activations, directions)
+    grads = batched_grads(logits, activations, targets.directions(logits.detach(), sign))
     per_layer = []  # [methods, H, W] per layer, on the model's device
     for name, activation, grad in zip(names, activations, grads):
         recording = Recording(logits.detach(), activations=activation.detach(), layer_grads=grad)
@@ -193,11 +198,10 @@ def sweep(
         per_layer.append(upsample(low, x.shape[-2:])[:, 0])
     every = torch.stack(per_layer).detach().cpu().numpy()  # [layers, methods, H, W]: one copy to the host
     raw = {unit.info.name: {name: every[i, j] for i, name in enumerate(names)} for j, unit in enumerate(units)}
-    labels = getattr(model, "labels", None)
     result = Sweep(
-        target=target,
-        probability=float(probabilities[target]),
-        label=labels[target] if labels is not None else None,
+        target=chosen,
+        probability=targets.probability(0, 0, logits.detach()),
+        label=targets.label(0, 0, getattr(model, "labels", None)),
         methods=list(raw),
         layers=names,
         maps={m: {layer: normalise(r) for layer, r in per_layer.items()} for m, per_layer in raw.items()},
@@ -208,7 +212,8 @@ def sweep(
     if progress:
         progress(0.0 if score else 1.0, "Maps done; scoring them…" if score else "Maps done")
     if score:
-        result.scores = _scores(model, x, result, steps, batch_size, progress)
+        with eval_mode(module):  # the scoring model of a class set wraps the module: one mode for both
+            result.scores = _scores(model, x, result, steps, batch_size, progress)
     return result
 
 
@@ -242,21 +247,57 @@ def _scores(
     """Each method's maps at every layer scored in one batched run (deletion and insertion, or the
     counterfactual check of "why not" maps), reporting progress after each method."""
     scores: dict[str, dict[str, LayerScore | WhyNotScore]] = {}
-    targets = [result.target] * len(result.layers)
+    scored, index = _as_one_class(model, result.target)
+    targets = [index] * len(result.layers)
     for done, method in enumerate(result.methods, start=1):
         if result.counterfactual:
             maps = np.stack([result.raw[method][layer] for layer in result.layers])
-            check = counterfactual_check(model, x, maps, targets, batch_size=batch_size)
+            check = counterfactual_check(scored, x, maps, targets, batch_size=batch_size)
             pairs = zip(check.region_gain, check.shifted_gain)
             scores[method] = {layer: WhyNotScore(float(a), float(b)) for layer, (a, b) in zip(result.layers, pairs)}
         else:
             maps = np.stack([result.maps[method][layer] for layer in result.layers])
-            curves = deletion_insertion(model, x, maps, targets, steps=steps, batch_size=batch_size)
+            curves = deletion_insertion(scored, x, maps, targets, steps=steps, batch_size=batch_size)
             pairs = zip(curves.deletion_auc, curves.insertion_auc)
             scores[method] = {layer: LayerScore(float(d), float(i)) for layer, (d, i) in zip(result.layers, pairs)}
         if progress:
             progress(done / len(result.methods), f"Scored {done} of {len(result.methods)} methods")
     return scores
+
+
+class MergedClassSet(nn.Module):
+    """A model with a class set's classes merged into one class, index 0 (logit: the set's,
+    log sum_S exp(y_c); then the other classes' logits): its softmax gives the set the sum of its
+    classes' probabilities and every other class its own, so a metric that reads one class's
+    probability scores the set."""
+
+    def __init__(self, module: nn.Module, class_set: ClassSet) -> None:
+        super().__init__()
+        self.module, self.class_set = module, class_set
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The merged logits [N, K - |S| + 1]."""
+        logits = self.module(x)
+        others = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
+        others[list(self.class_set.classes)] = False
+        return torch.cat([self.class_set.logit(logits)[:, None], logits[:, others].float()], dim=1)
+
+
+def _as_one_class(model, target: int | ClassSet) -> tuple[nn.Module, int]:
+    """(the model the metrics score, the target's class there): a class set merged into class 0."""
+    if isinstance(target, ClassSet):
+        return MergedClassSet(module_of(model), target), 0
+    return module_of(model), target
+
+
+def _check_target(target: int | ClassSet | None, logits: torch.Tensor) -> int | ClassSet:
+    """The target to sweep: the top class for None, else the class or class set, checked."""
+    if target is None:
+        return int(logits[0].argmax())
+    if isinstance(target, Contrast):
+        raise ExplainerError("The sweep explains a class or a class set, not a contrast (“a rather than b”).")
+    check_targets(target, logits.shape[1])  # every class in range
+    return target if isinstance(target, ClassSet) else int(target)
 
 
 def _check_methods(methods: Sequence[str], module, counterfactual: bool = False) -> list[Method]:

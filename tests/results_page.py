@@ -1,6 +1,6 @@
 """Reading the results view's HTML in tests: its column headers, and per row the row header's
 text and its tiles (the input first): their pictures' bytes (JPEG, inside the page as data:
-URIs) and captions."""
+URIs), or their files for a table whose pictures are files (the attack view's), and captions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import base64
 import io
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 from PIL import Image
 
@@ -18,7 +19,8 @@ DATA_URI = "data:image/jpeg;base64,"
 @dataclass
 class Row:
     header: str = ""
-    tiles: list[bytes] = field(default_factory=list)  # each picture's JPEG
+    tiles: list[bytes] = field(default_factory=list)  # each picture's JPEG (the results view's)
+    files: list[Path] = field(default_factory=list)  # each picture's file (the attack view's)
     captions: list[str] = field(default_factory=list)
     times: list[str] = field(default_factory=list)
 
@@ -49,8 +51,11 @@ class _Reader(HTMLParser):
             self.text, self.in_time = "", True
         elif tag == "img" and self.where == "body":
             src = attrs["src"]
-            assert src.startswith(DATA_URI), src[:80]
-            self.table.rows[-1].tiles.append(base64.b64decode(src[len(DATA_URI) :], validate=True))
+            if src.startswith(FILE_ROUTE):  # the attack view's pictures are files
+                self.table.rows[-1].files.append(Path(src[len(FILE_ROUTE) :]))
+            else:
+                assert src.startswith(DATA_URI), src[:80]
+                self.table.rows[-1].tiles.append(base64.b64decode(src[len(DATA_URI) :], validate=True))
             self.table.rows[-1].captions.append(attrs["alt"])
 
     def handle_data(self, data):

@@ -89,9 +89,9 @@ def test_the_maps_table_has_a_clean_and_an_adversarial_row_per_class(espresso):
     assert ["on the clean image" in row.header for row in table.rows] == [True, False, True, False]
     assert "espresso" in table.rows[2].header and "the target" in table.rows[2].header
     for row in table.rows:
-        assert len(row.tiles) == 3  # the image at the head, then one map per method
+        assert len(row.files) == 3  # the image at the head, then one map per method
         kind = "clean" if "on the clean image" in row.header else "adversarial"
-        assert row.tiles[0].name == (
+        assert row.files[0].name == (
             "cat_and_coffee_input.png" if kind == "clean" else "cat_and_coffee_adversarial.png"
         )
 

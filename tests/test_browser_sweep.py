@@ -2,17 +2,19 @@
 (1400x1000) and phone (390x844) size: a sweep of the example photo with the default methods and
 layers, one row per method and one column per layer, maps at least 160 px wide with their scores
 under them (outside the maps), the recommended layer marked, the table scrolling sideways on the
-phone. Screenshots go to artifacts/sweep_<size>.png.
+phone; and a class set ("all dogs (118 classes)") picked in the classes box, swept and named.
+Screenshots go to artifacts/sweep_<size>.png and artifacts/sweep_class_set.png.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
-from browser_pages import ARTIFACTS, ROOT, SIZES, needs_chromium  # noqa: E402
+from browser_pages import ARTIFACTS, ROOT, SIZES, needs_chromium, open_page  # noqa: E402
 from browser_pages import box as _box  # noqa: E402
 from servers import running_app  # noqa: E402
 
@@ -70,3 +72,34 @@ def test_a_sweep_of_the_example(page):
         assert table["width"] > scroller["width"]  # ... the table scrolls sideways instead
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#sweep-view").screenshot(path=str(ARTIFACTS / f"sweep_{page.size_name}.png"))
+
+
+@pytest.fixture
+def desktop(browser, server):
+    """The app's page at desktop size only."""
+    context, opened = open_page(browser, server, "desktop")
+    yield opened
+    context.close()
+
+
+def test_a_class_set_picked_in_the_classes_box_is_swept_and_named(desktop):
+    page = desktop
+    page.set_input_files("#input-image input[type=file]", str(EXAMPLE))
+    page.wait_for_selector("#input-image img")
+    for title in ("Grad-CAM++", "LayerCAM"):  # Grad-CAM alone: the fewest maps
+        if page.get_by_label(title, exact=True).is_checked():
+            page.get_by_label(title, exact=True).click()
+    page.locator("#classes input").click()
+    page.locator("#classes input").press_sequentially("all dogs")
+    page.get_by_role("option", name="all dogs (118 classes)", exact=True).click()
+    page.locator("#sweep-view-button").click()
+    page.locator("#sweep-run").click()
+    page.wait_for_selector("#sweep-status >> text=computed at", timeout=180_000)
+
+    status = page.inner_text("#sweep-status")
+    assert re.search(r"maps of all dogs \(118 classes\) \(\d+\.\d%\)", status), status
+    methods = [th.inner_text() for th in page.locator("#sweep-results th.sweep-method").all()]
+    assert methods == ["Grad-CAM"]
+    assert page.locator("#sweep-results th.sweep-recommended").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#sweep-view").screenshot(path=str(ARTIFACTS / "sweep_class_set.png"))

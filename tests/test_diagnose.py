@@ -4,6 +4,7 @@ channel, and Grad-CAM of class k is channel k itself, so the map of a red square
 import base64
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -201,6 +202,8 @@ def test_report_is_self_contained_and_escapes_hostile_names(folder, tmp_path):
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;&quot;&amp;.png" in page
     assert "http://" not in page and "https://" not in page and "<script src" not in page
     assert "addEventListener" in page and "table class=sortable id=misclassified" in page
+    headings = re.findall(r"<h2>([^<]*)</h2>", page)  # the mistakes first, right after the totals
+    assert headings[0] == "Misclassified images" and headings[-1] == "Per-class accuracy" and len(headings) == 5
     sources = [part.split('"')[0] for part in page.split('src="')[1:]]
     assert sources and all((out / source).is_file() for source in sources)
     assert all(source.startswith("overlays/") and "<" not in source for source in sources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +12,12 @@ from PIL import Image
 from torch import nn
 
 import explainers
-from explainers import cli
+import models
+from explainers import cli, rendering, request
 from explainers.metrics import counterfactual_check, deletion_insertion
 from explainers.sweep import Sweep, WhyNotScore, default_layers, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GRADIENT_CAMS = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam"]
 LAYERS = ["act1", "act2", "act3", "copy"]
@@ -148,6 +152,25 @@ def test_cli_layers_writes_overlays_and_sweep_json(tmp_path):
         for layer in layers:
             assert (out / record["overlays"][method][layer]).is_file()
     assert cli.main([str(image), "--layers", "blocks.2,nope", "--out", str(out), "-q"]) == cli.EXIT_USAGE
+    both = ["--layers", "bn2", "--targets", "281", "--class-set", "dog", "--out", str(out), "-q"]
+    assert cli.main([str(image), *both]) == cli.EXIT_USAGE
+
+
+def test_cli_layers_sweeps_a_class_set(tmp_path):
+    image, out = ROOT / "assets" / "cat_and_coffee.jpg", tmp_path / "out"
+    code = cli.main(
+        [str(image), "--layers", "blocks.4,bn2", "--class-set", "dog", "--device", "cpu", "--out", str(out)]
+    )
+    assert code == 0
+    record = json.loads((out / "cat_and_coffee_sweep.json").read_text())
+    assert record["target"] == "set-dog" and record["kind"] == "class set" and len(record["classes"]) == 118
+    classifier = models.load("efficientnet_lite0")
+    x = classifier.preprocess(Image.open(image).convert("RGB"))
+    dogs = request.parse_class_set(classifier, "dog")
+    expected = explainers.explain(classifier, x, ["gradcam"], targets=[dogs], layer="bn2")
+    saved = np.asarray(Image.open(out / record["overlays"]["gradcam"]["bn2"]).convert("RGB"), float)
+    drawn = rendering.overlay(classifier.crop(Image.open(image).convert("RGB")), expected.maps[0].map)
+    assert np.abs(saved - np.asarray(drawn, float)).mean() < 0.5  # the set's map, as explain() draws it
 
 
 def test_pearson_matrix_matches_numpy_and_handles_constant_maps():
@@ -217,3 +240,113 @@ def test_progress_is_reported_and_an_exception_it_raises_stops_the_sweep(net_and
 
     with pytest.raises(Stop):
         sweep(net, x, ["gradcam"], LAYERS, steps=4, progress=stop_after_maps)
+
+
+# ---------------------------------------------------------------------------- class sets
+
+ODD = explainers.ClassSet((1, 3), "odd")  # two of ThreeStageNet's five classes, merged
+
+
+@pytest.fixture(scope="module")
+def set_result(net_and_image):
+    net, x = net_and_image
+    return sweep(net, x, GRADIENT_CAMS, LAYERS, target=ODD, steps=4)
+
+
+def set_probability(net: nn.Module, images: torch.Tensor, classes: explainers.ClassSet = ODD) -> np.ndarray:
+    """sum_S p_c of each image: the probability a class set is scored by."""
+    with torch.no_grad():
+        return torch.softmax(net(images), dim=1)[:, list(classes.classes)].sum(dim=1).double().numpy()
+
+
+def test_class_set_maps_equal_single_layer_explanations(net_and_image, set_result):
+    net, x = net_and_image
+    for layer in LAYERS:
+        single = explainers.explain(net, x, GRADIENT_CAMS, targets=[ODD], layer=layer)
+        for method in GRADIENT_CAMS:
+            expected = single.get(method, ODD)
+            np.testing.assert_allclose(
+                set_result.raw[method][layer], expected.raw, atol=1e-5, err_msg=f"{method}@{layer}"
+            )
+            np.testing.assert_allclose(set_result.maps[method][layer], expected.map, atol=1e-5)
+    assert set_result.target == ODD and set_result.label == "odd"
+    assert set_result.probability == pytest.approx(float(set_probability(net, x)[0]), abs=1e-6)
+    for member in ODD.classes:  # the set's map is neither of its classes' maps
+        alone = sweep(net, x, ["gradcam"], ["act2"], target=member, score=False)
+        assert np.abs(set_result.maps["gradcam"]["act2"] - alone.maps["gradcam"]["act2"]).max() > 0.1
+
+
+def test_class_set_scores_follow_the_sets_summed_probability(net_and_image, set_result):
+    """Deletion and insertion curves of a class set, rebuilt here by hand: the set's probability
+    sum_S p_c on the image with the most salient pixels zeroed, or put back into the blurred image."""
+    from explainers.metrics import area, gaussian_blur, saliency_ranks
+
+    net, x = net_and_image
+    steps, pixels = 4, x.shape[-1] * x.shape[-2]
+    fractions = np.linspace(0, 1, steps + 1)
+    counts = torch.round(torch.linspace(0, pixels, steps + 1)).long()
+    for method in ("gradcam", "layercam"):
+        for layer in LAYERS:
+            ranks = saliency_ranks(torch.as_tensor(set_result.maps[method][layer])[None])[0]
+            changed = torch.stack([(ranks < n)[None] for n in counts])  # [steps + 1, 1, H, W]
+            deletion = set_probability(net, x.masked_fill(changed, 0.0))
+            insertion = set_probability(net, torch.where(changed, x, gaussian_blur(x)))
+            score = set_result.scores[method][layer]
+            assert score.deletion == pytest.approx(float(area(fractions, deletion[None])[0]), abs=1e-5)
+            assert score.insertion == pytest.approx(float(area(fractions, insertion[None])[0]), abs=1e-5)
+
+
+def test_a_class_set_of_one_class_sweeps_as_that_class(net_and_image, result):
+    net, x = net_and_image
+    alone = sweep(net, x, GRADIENT_CAMS, LAYERS, target=explainers.ClassSet((2,)), steps=8)
+    for method in GRADIENT_CAMS:
+        for layer in LAYERS:
+            np.testing.assert_allclose(alone.raw[method][layer], result.raw[method][layer], atol=1e-5)
+            assert alone.scores[method][layer].score == pytest.approx(result.scores[method][layer].score, abs=1e-5)
+    assert alone.recommended() == result.recommended()
+
+
+def test_class_set_why_not_maps_and_scores(net_and_image):
+    """The evidence against a class set equals explain(..., counterfactual=True) of the set; its
+    score is the counterfactual check of log sum_S p_c."""
+    from explainers.metrics import region_and_shifts
+
+    net, x = net_and_image
+    why_not = sweep(net, x, ["gradcam", "layercam"], LAYERS, target=ODD, counterfactual=True)
+    before = np.log(set_probability(net, x)[0])
+    for layer in LAYERS:
+        single = explainers.explain(net, x, ["gradcam", "layercam"], targets=[ODD], layer=layer, counterfactual=True)
+        for method in ("gradcam", "layercam"):
+            raw = why_not.raw[method][layer]
+            np.testing.assert_allclose(raw, single.get(method, ODD).raw, atol=1e-5)
+            region, shifted = region_and_shifts(torch.as_tensor(raw)[None])
+            removed = torch.cat([region[:, None], shifted], dim=1)[0][:, None]  # [4, 1, H, W]
+            gains = np.log(set_probability(net, x.masked_fill(removed, 0.0))) - before
+            score = why_not.scores[method][layer]
+            if not region.any():
+                assert np.isnan(score.score)
+                continue
+            assert score.region_gain == pytest.approx(gains[0], abs=1e-5)
+            assert score.shifted_gain == pytest.approx(gains[1:].mean(), abs=1e-5)
+    assert why_not.counterfactual and why_not.target == ODD
+
+
+def test_class_set_sweep_json_names_the_set(set_result):
+    record = json.loads(json.dumps(set_result.to_json()))
+    assert record["target"] == "set-odd" and record["label"] == "odd"
+    assert record["kind"] == "class set" and record["classes"] == [1, 3]
+    assert record["recommended"] == set_result.recommended()
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (explainers.Contrast(1, 3), "a class or a class set, not a contrast"),
+        (explainers.ClassSet((1, 9)), "between 0 and 4"),
+        (7, "between 0 and 4"),
+    ],
+)
+def test_targets_the_sweep_cannot_take_are_explainer_errors(net_and_image, target, message):
+    net, x = net_and_image
+    with pytest.raises(explainers.ExplainerError, match=message):
+        sweep(net, x, ["gradcam"], LAYERS, target=target, score=False)

@@ -277,6 +277,61 @@ def test_the_sweep_runs_in_an_engine_slot_and_stops_at_the_time_limit(monkeypatc
     assert state.ENGINE_SLOTS._value == config.ENGINE_CONCURRENCY  # ... and given back
 
 
+# ---------------------------------------------------------------------------- class sets
+
+DOGS = "all dogs (118 classes)"
+SET_LAYERS = ["blocks.5.0.conv_pwl", "bn2"]
+
+
+def test_a_class_set_is_swept_as_the_engine_sweeps_it_and_named_in_the_status(classifier):
+    page, status = sweep_view.sweep_layers(
+        str(COMPOSITE), methods=["gradcam"], classes=[DOGS, "espresso"], layers=SET_LAYERS
+    )  # the first target is swept
+    x = classifier.preprocess(models.open_image(COMPOSITE))
+    dogs = explainers.imagenet_class_set("dog")
+    expected = layer_sweep.sweep(classifier, x, ["gradcam"], SET_LAYERS, target=dogs, steps=STEPS)
+    assert expected.target == dogs
+    assert f"**2 maps** of {DOGS} ({expected.probability:.1%}) · 1 method(s) × 2 layers" in status
+    (row,) = read_sweep(page).rows
+    for text, layer in zip(row["scores"], SET_LAYERS):
+        score = expected.scores["gradcam"][layer]
+        assert f"del {score.deletion:.2f} · ins {score.insertion:.2f}" in text
+    assert read_sweep(page).recommended == [expected.recommended()]
+
+
+def test_a_why_not_sweep_of_a_class_set(classifier):
+    page, status = sweep_view.sweep_layers(
+        str(COMPOSITE), methods=["gradcam"], classes=[DOGS], layers=SET_LAYERS, counterfactual=True
+    )
+    x = classifier.preprocess(models.open_image(COMPOSITE))
+    expected = layer_sweep.sweep(
+        classifier, x, ["gradcam"], SET_LAYERS, target=explainers.imagenet_class_set("dog"), counterfactual=True
+    )
+    assert f"**2 “why not” maps** of {DOGS} ({expected.probability:.1%})" in status
+    (row,) = read_sweep(page).rows
+    for text, layer in zip(row["scores"], SET_LAYERS):
+        score = expected.scores["gradcam"][layer]
+        assert ("no region to check" in text) if np.isnan(score.score) else (f"score {score.score:+.2f}" in text)
+
+
+def test_the_api_sweeps_a_class_set():
+    from gradio_client import Client, handle_file
+    from servers import running_app
+
+    import app
+
+    with running_app(app.build_app()) as url:
+        page, status = Client(url, verbose=False).predict(
+            image=handle_file(str(COMPOSITE)),
+            methods=["gradcam"],
+            classes=[DOGS],
+            layers=["bn2"],
+            api_name="/sweep_layers",
+        )
+    assert f"**1 map** of {DOGS} (" in status
+    assert len(read_sweep(page).rows) == 1
+
+
 # ---------------------------------------------------------------------------- empty "why not" maps
 
 
@@ -328,6 +383,19 @@ def test_at_the_first_layer_the_note_points_to_the_sweep_view_with_the_general_r
     note = why_not_note.empty_why_not_note(result)
     assert why_not_note.LITTLE_AGAINST in note and why_not_note.POOLED_HEAD not in note
     assert note.endswith(why_not_note.OPEN_SWEEP)  # no earlier layer to offer
+
+
+def test_an_empty_why_not_map_of_a_class_set_gets_the_note_and_its_quick_sweep(classifier):
+    dogs = explainers.request.parse_class_set(classifier, "dog")
+    result = state.compute(models.open_image(COMPOSITE), config.DEFAULT_MODEL, "bn2", ["gradcam"], 0, [dogs], True)
+    key = ("gradcam", dogs, True)
+    result.tiles[key] = dataclasses.replace(result.tiles[key], raw=np.zeros_like(result.tiles[key].raw))
+    assert why_not_note.empty_why_not_maps(result) == [("gradcam", dogs)]
+    note = why_not_note.empty_why_not_note(result)
+    assert note.startswith("ℹ️ The “why not” map of Grad-CAM is (almost) empty at `bn2` for **dog**.")
+    earlier = [name for name in layer_sweep.default_layers(classifier) if name != "bn2"]
+    expected = layer_sweep.sweep(classifier, result.inputs, ["gradcam"], earlier, target=dogs, counterfactual=True)
+    assert f"best at **`{expected.recommended()}`**" in note  # the set swept, not a class of it
 
 
 def test_the_page_and_the_api_show_the_empty_why_not_note_under_the_status():

@@ -269,7 +269,7 @@ def present(run: attack.ExplainedAttack, labels: list[str], name: str, notes: li
         for m in explanation.maps:
             path = folder / export.overlay_name(prefix, m, labels)
             export.save_picture(rendering.overlay(crop, m.map, config.DEFAULT_COLORMAP, config.DEFAULT_OPACITY), path)
-            tiles[(which, m.method, int(m.target))] = (path, m)
+            tiles[(which, m.method, int(m.target))] = (path, m)  # type: ignore[arg-type]  # attacks aim at classes
     files.tidy()
     page = (
         notes_html(notes)

@@ -14,7 +14,6 @@ enforced between batches: a run over MAX_SECONDS stops and reports what it has d
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -70,15 +69,7 @@ def checked_archive(payload: Any, policy: uploads.UploadPolicy) -> Path:
     Accepts what gr.File sends: a path, or a dict (or FileData) with ``path``."""
     if payload is None:
         raise UserError(NO_ARCHIVE)
-    if isinstance(payload, str):
-        path = payload
-    elif isinstance(payload, dict):
-        path = payload.get("path")
-    else:
-        path = getattr(payload, "path", None)
-    if not isinstance(path, str) or "\0" in path or not policy.allows(path):
-        raise UserError(ARCHIVE_NOT_AVAILABLE)
-    real = Path(os.path.realpath(path))
+    real = uploads.checked_path(uploads.file_payload(payload).path, policy, ARCHIVE_NOT_AVAILABLE)
     if not real.is_file():
         raise UserError(ARCHIVE_NOT_AVAILABLE)
     if real.stat().st_size > MAX_ZIP_BYTES:

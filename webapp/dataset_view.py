@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -49,7 +50,9 @@ def intro() -> str:
 def build(classifier: models.Classifier, model_names: list[str]) -> DatasetView:
     """The view's components (inside the current Blocks) for ``classifier`` loaded."""
     available = choices.method_availability(classifier, classifier.default_layer)
-    methods = [(label, name) for label, name in choices.method_choices(available) if name in dataset_run.CAM_METHODS]
+    method_choices = [
+        (label, name) for label, name in choices.method_choices(available) if name in dataset_run.CAM_METHODS
+    ]
     defaults = [m for m in choices.default_methods(available) if m in dataset_run.CAM_METHODS]
     listed = [(label, name) for label, name in choices.model_choices() if name in model_names]
     with gr.Row(equal_height=False):
@@ -62,7 +65,7 @@ def build(classifier: models.Classifier, model_names: list[str]) -> DatasetView:
             example = gr.Button("Try the example (10 photos, 4 classes)", size="sm", elem_id="dataset-example")
             model = gr.Dropdown(choices=listed, value=classifier.name, label="Model", elem_id="dataset-model")
             methods = gr.CheckboxGroup(
-                choices=methods,
+                choices=method_choices,
                 value=defaults[: dataset_run.MAX_METHODS],
                 label=f"Methods (CAM family, at most {dataset_run.MAX_METHODS})",
                 elem_id="dataset-methods",
@@ -89,7 +92,9 @@ def build(classifier: models.Classifier, model_names: list[str]) -> DatasetView:
 def wire(view: DatasetView, web: Callable) -> None:
     """The view's events: Diagnose (and the example) claim the visitor's one job, then run it in
     the queue, one at a time on the server; Stop ends it after the images being explained."""
-    claim = dict(fn=dataset_run.claim_job, inputs=None, outputs=[view.stop], queue=False, api_visibility="private")
+    claim: dict[str, Any] = dict(
+        fn=dataset_run.claim_job, inputs=None, outputs=[view.stop], queue=False, api_visibility="private"
+    )
     job = dict(
         fn=web(dataset_run.diagnose_dataset),
         inputs=[view.archive, view.model, view.methods, view.threshold],
@@ -100,7 +105,9 @@ def wire(view: DatasetView, web: Callable) -> None:
         show_progress_on=[view.status],
         api_visibility="private",
     )
-    done = dict(fn=lambda: gr.Button(visible=False), outputs=[view.stop], queue=False, api_visibility="private")
+    done: dict[str, Any] = dict(
+        fn=lambda: gr.Button(visible=False), outputs=[view.stop], queue=False, api_visibility="private"
+    )
     for started in (
         view.run.click(**claim),
         view.example.click(

@@ -110,7 +110,8 @@ def _faithfulness(
     deadline: budget.Deadline,
     progress: Callable[..., Any],
 ) -> tuple:
-    rows, curves = [], {}
+    rows: list[list] = []
+    curves: dict[str, Any] = {}
     for done, (method, target) in enumerate(keys):
         state.checkpoint(deadline)
         title = explainers.METHODS[method].title
@@ -149,7 +150,7 @@ def _counterfactual_check(
     progress: Callable[..., Any],
 ) -> gr.Dataframe:
     """The counterfactual check of every "why not" map: one table row per map."""
-    rows = []
+    rows: list[list] = []
     for done, (method, target) in enumerate(keys):
         state.checkpoint(deadline)
         title = explainers.METHODS[method].title

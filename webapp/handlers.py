@@ -17,7 +17,7 @@ from PIL import Image
 
 import explainers
 import models
-from explainers.targets import Target
+from explainers.targets import ClassSet
 
 from . import budget, choices, config, files, memory, results_view, state, uploads, values
 from .errors import MODEL_NOT_AVAILABLE, UserError, as_message, friendly_errors
@@ -306,7 +306,7 @@ class Checked(NamedTuple):
     classifier: models.Classifier
     layer: str | None
     top_k: int
-    chosen: list[Target]  # classes and class sets
+    chosen: list[int | ClassSet]  # classes and class sets
     usable: list[str]
     skipped: list[str]
     rather_than: int | None  # each class also explained rather than this one

@@ -12,15 +12,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
 from starlette.responses import JSONResponse
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 UPLOAD_SUFFIX = "/upload"
 BLOCKED = ("/deep_link", "/file=http:", "/file=https:", "/file=//")
@@ -66,7 +67,7 @@ class RequestLimits:
             return await too_large(scope, receive, send)
         seen, started = 0, False
 
-        async def counted_receive() -> dict[str, Any]:
+        async def counted_receive() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -75,7 +76,7 @@ class RequestLimits:
                     raise _TooLarge
             return message
 
-        async def tracked_send(message: dict[str, Any]) -> None:
+        async def tracked_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.helpers import Examples
 
 import models
 
@@ -17,7 +18,7 @@ class Inputs:
     """The inputs' components."""
 
     image: gr.Image
-    examples: gr.Examples
+    examples: Examples  # what gr.Examples() makes
     run: gr.Button
     stop: gr.Button
     estimate: gr.Markdown

@@ -3,6 +3,8 @@ methods' help, and the events between them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 import models
@@ -105,14 +107,16 @@ def wire(ins: inputs.Inputs, res: results_view.Results, result_state: gr.State, 
     ]
     explain_out = [res.maps, res.predictions, res.download, res.status, res.grid, result_state]
     explain_web = web(handlers.explain_stream)
-    running = dict(
+    running: dict[str, Any] = dict(
         fn=lambda: (gr.Button(visible=True), gr.Button(visible=False)),
         outputs=[ins.stop, res.prepare],
         queue=False,
         api_visibility="private",
     )
-    done = dict(fn=lambda: gr.Button(visible=False), outputs=[ins.stop], queue=False, api_visibility="private")
-    engine = dict(preprocess=False, concurrency_id="engine", show_progress_on=[res.status])
+    done: dict[str, Any] = dict(
+        fn=lambda: gr.Button(visible=False), outputs=[ins.stop], queue=False, api_visibility="private"
+    )
+    engine: dict[str, Any] = dict(preprocess=False, concurrency_id="engine", show_progress_on=[res.status])
     clicked = ins.run.click(**running).then(explain_web, explain_inputs, explain_out, api_name="explain", **engine)
     clicked.success(**done)
     clicked.failure(**done)  # the page runs no .then() after an error: Stop would stay
@@ -181,7 +185,7 @@ def wire(ins: inputs.Inputs, res: results_view.Results, result_state: gr.State, 
 
     display_in = [result_state, res.colormap, res.opacity, res.shared]
     display_out = [res.maps, res.grid, res.download, res.prepare]
-    render_events = dict(
+    render_events: dict[str, Any] = dict(
         api_visibility="private", concurrency_id="render", concurrency_limit=4, show_progress="minimal"
     )
     res.colormap.change(handlers.rerender, display_in, display_out, **render_events)

@@ -142,7 +142,9 @@ def write_archive(result: Result, shown: Shown, overlays: Overlays | None = None
         contents[shown.grid_name] = write_grid(result, shown, overlays)  # in the zip, whether or not it was shown
         photo = False
         for key, picture in export.draw_on_photo(explained, shown.display):
-            name = export.overlay_name(shown.stem, explained.get(*key), explained.labels, photo=True)
+            drawn = explained.get(*key)
+            assert drawn is not None  # draw_on_photo draws the maps of `explained`
+            name = export.overlay_name(shown.stem, drawn, explained.labels, photo=True)
             contents[name], photo = export.picture_bytes(picture, name), True
         if arrays is not None:
             arrays.result()  # its error, if any, here

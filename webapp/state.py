@@ -17,7 +17,7 @@ from PIL import Image
 import explainers
 import models
 from explainers import export
-from explainers.targets import Target
+from explainers.targets import ClassSet, Target
 
 from . import budget, config, queue_policy
 from .errors import UserError
@@ -141,13 +141,13 @@ def checkpoint(deadline: budget.Deadline) -> None:
     queue_policy.stop_if_client_gone()
 
 
-def with_contrasts(classes: list[Target], rather_than: int | None) -> list[Target]:
+def with_contrasts(classes: Sequence[int | ClassSet], rather_than: int | None) -> list[Target]:
     """The rows to explain: each class, followed by "it rather than ``rather_than``" (a
     Contrast) when ``rather_than`` is given and is another class."""
     rows: list[Target] = []
     for c in classes:
         rows.append(c)
-        if rather_than is not None and c != rather_than:
+        if rather_than is not None and isinstance(c, int) and c != rather_than:  # checked_request refuses sets
             rows.append(explainers.Contrast(c, rather_than))
     return rows
 
@@ -165,7 +165,7 @@ def compute(
     layer: str | None,
     methods: list[str],
     top_k: int,
-    classes: list[Target],  # classes and class sets
+    classes: Sequence[int | ClassSet],  # classes and class sets
     counterfactual: bool,
     progress: Callable[[float, str], None] | None = None,
     name: str = "image",
@@ -192,8 +192,8 @@ def compute(
         # The top-k classes (known after the engine's forward pass), then the chosen ones.
         explicit: list[Target] = list(classes)
         if rather_than is not None:
-            ranked = top_classes(classifier, x, top_k) if top_k else []
-            explicit, top_k = with_contrasts(list(dict.fromkeys(ranked + classes)), rather_than), 0
+            ranked: list[int | ClassSet] = list(top_classes(classifier, x, top_k)) if top_k else []
+            explicit, top_k = with_contrasts(list(dict.fromkeys(ranked + list(classes))), rather_than), 0
         explanation = explainers.explain(
             classifier,
             x,
@@ -246,7 +246,7 @@ def compute(
         seconds=seconds,
         inputs=x,
         name=name,
-        input_size=tuple(classifier.input_size),
+        input_size=classifier.input_size,
         class_names=classifier.labels,
         photo=photo,
         photo_box=box,

@@ -13,8 +13,9 @@ import numpy as np
 from PIL import Image
 
 import explainers
-from explainers import evidence, export, rendering
+from explainers import evidence, export, rendering, request
 from explainers import sweep as layer_sweep
+from explainers.targets import IMAGENET_CLASS_SETS
 
 from . import config, files, tiles
 
@@ -171,13 +172,24 @@ def sweep_html(
     )
 
 
+def target_name(result: layer_sweep.Sweep) -> str:
+    """The swept target for a person: "tabby", an ImageNet class set as the classes box names it
+    ("all dogs (118 classes)"), "class 281" for a class without a label."""
+    target = result.target
+    if isinstance(target, explainers.ClassSet) and target.name in IMAGENET_CLASS_SETS:
+        return request.class_set_entry(target.name)
+    return result.label or f"class {target}"
+
+
 def status_line(result: layer_sweep.Sweep, model: str, steps: int, seconds: float) -> str:
-    """ "**24 maps** of tabby (41.2%) · 3 methods × 8 layers in 12.3 s · scores with 10 steps · model"."""
-    label = html.escape(result.label or f"class {result.target}")
-    kind = "“why not” maps" if result.counterfactual else "maps"
+    """ "**24 maps** of tabby (41.2%) · 3 methods × 8 layers in 12.3 s · scores with 10 steps · model";
+    a class set's probability is the sum of its classes'."""
+    label = html.escape(target_name(result))
+    count = len(result.methods) * len(result.layers)
+    kind = ("“why not” map" if result.counterfactual else "map") + ("s" if count != 1 else "")
     scoring = "“why not” check" if result.counterfactual else f"scores with {steps} steps"
     return (
-        f"**{len(result.methods) * len(result.layers)} {kind}** of {label} ({result.probability:.1%}) · "
+        f"**{count} {kind}** of {label} ({result.probability:.1%}) · "
         f"{len(result.methods)} method(s) × {len(result.layers)} layers in {seconds:.1f} s · {scoring} · "
         f"{model} · computed at {time.strftime('%H:%M:%S')}"
     )

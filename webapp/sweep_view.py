@@ -3,8 +3,9 @@ forward and one backward pass (explainers.sweep), one row per method and one col
 map with its faithfulness scores under it, the recommended layer marked and why, and the layers that
 give the same map.
 
-The sweep explains one class: the first class picked in the inputs column, else the top class; with
-"Why not?" ticked, the evidence against it (scored by the counterfactual check). Its time is
+The sweep explains one target: the first class or class set ("all dogs (118 classes)", scored by
+the sum of its classes' probabilities) picked in the inputs column, else the top class; with "Why
+not?" ticked, the evidence against it (scored by the counterfactual check). Its time is
 estimated before it runs (refused when over the server's limit) and checked while it runs; it takes
 an engine slot (state.ENGINE_SLOTS) like an explanation.
 """
@@ -33,11 +34,11 @@ MAP_PASSES = 10  # the maps (one image's forward + backward with taps), in measu
 SCORE_PASS_COST = 1.5  # a perturbed image's pass, in measured passes (building the batches: about 1.4)
 CHECK_PASSES = 5  # the counterfactual check: the image, without the region, without 3 shifted copies
 INTRO = (
-    "Which layer should a CAM read? **Sweep layers** explains the top class (or the first class "
-    "picked) with the ticked gradient-family CAMs at each layer: one row per method, one column per "
-    "layer. Under each map: its deletion (**del**, lower is better) and insertion (**ins**, higher "
-    "is better) areas and the score ins − del; ★ marks the layer with the best mean score. With "
-    "“Why not?” ticked: the evidence against the class, scored by the counterfactual check."
+    "Which layer should a CAM read? **Sweep layers** explains the top class (or the first class or "
+    "class set picked) with the ticked gradient-family CAMs at each layer: one row per method, one "
+    "column per layer. Under each map: its deletion (**del**, lower is better) and insertion "
+    "(**ins**, higher is better) areas and the score ins − del; ★ marks the layer with the best "
+    "mean score. With “Why not?” ticked: the evidence against it, scored by the counterfactual check."
 )
 
 
@@ -218,12 +219,13 @@ def sweep_estimate(model: str, methods: list[str] | None, layers: list[str] | No
 def run_sweep(
     plan: Plan,
     x: Any,
-    target: int | None,
+    target: int | explainers.ClassSet | None,
     counterfactual: bool,
     report: Callable[[float, str], None] | None = None,
 ) -> layer_sweep.Sweep:
-    """The planned sweep of the preprocessed image ``x``, in an engine slot, its time checked at
-    each progress report (MAX_REQUEST_SECONDS; a visitor who has gone stops it)."""
+    """The planned sweep of ``target`` (a class or class set; None: the top class) of the
+    preprocessed image ``x``, in an engine slot, its time checked at each progress report
+    (MAX_REQUEST_SECONDS; a visitor who has gone stops it)."""
     deadline = budget.Deadline(config.MAX_REQUEST_SECONDS)
 
     def checked(fraction: float, message: str) -> None:
@@ -254,14 +256,14 @@ def sweep_layers(
     layers: list[str] | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[str, str]:
-    """Explain one class at several layers with the gradient-family CAMs among ``methods``.
+    """Explain one class or class set at several layers with the gradient-family CAMs among ``methods``.
 
     Args:
         image: the picture (an upload, a path or a Gradio payload).
         model: one of the app's models.
         methods: method names; those that cannot be swept are skipped (the maps' notes say why).
-        classes: the first class here ("281: tabby", "281", "tabby") is explained; none: the top class.
-        counterfactual: the "why not" maps (evidence against the class) instead.
+        classes: the first class ("281: tabby") or class set ("all dogs (118 classes)") is swept; none: the top class.
+        counterfactual: the "why not" maps (evidence against it) instead.
         layers: up to MAX_LAYERS layer names; none: spread evenly over the model.
 
     Returns:
@@ -272,7 +274,7 @@ def sweep_layers(
     counterfactual = values.as_bool(counterfactual, "“Why not?”")
     progress(0, desc="Checking the request…")
     plan = plan_sweep(model, methods, layers, counterfactual)
-    chosen = values.parse_classes(plan.classifier, classes)
+    chosen = values.parse_targets(plan.classifier, classes)  # classes and class sets
     crop = plan.classifier.crop(img)
     start = time.perf_counter()
     try:

@@ -3,7 +3,8 @@ examples, and only as regular files, whatever path the request's JSON names.
 
 Gradio checks the paths of image payloads that carry its file metadata, but a payload without it
 (``{"path": "/etc/passwd"}``) reaches a handler that skips preprocessing unchecked. Every web
-request's image goes through :func:`checked_image` first.
+request's image goes through :func:`checked_image` first, and the dataset view's zip through
+:func:`checked_path`. :func:`file_payload` is the one reader of a file payload's path and name.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UserError
 
@@ -47,6 +48,33 @@ def display_name(value: Any, fallback: str = "image") -> str:
     return name or fallback
 
 
+class FilePayload(NamedTuple):
+    """What a file payload names, unchecked: ``path`` and ``url`` as sent, and a display name."""
+
+    path: Any
+    url: Any
+    name: str
+
+
+def file_payload(payload: Any) -> FilePayload:
+    """The path, URL and display name (of ``orig_name``, else of the path) of a Gradio file
+    payload: a path (str or Path), a dict with ``path``/``url``/``orig_name``, or a FileData."""
+    if isinstance(payload, (str, Path)):
+        return FilePayload(str(payload), None, display_name(payload))
+    if not isinstance(payload, dict):
+        payload = {key: getattr(payload, key, None) for key in ("path", "url", "orig_name")}
+    path = payload.get("path")
+    return FilePayload(path, payload.get("url"), display_name(payload.get("orig_name") or path))
+
+
+def checked_path(path: Any, policy: UploadPolicy, refusal: str) -> Path:
+    """``path`` with its links resolved, if it is a string the policy allows; else UserError
+    with ``refusal`` (one message, whether the file exists or not)."""
+    if not isinstance(path, str) or "\0" in path or not policy.allows(path):
+        raise UserError(refusal)
+    return Path(os.path.realpath(path))
+
+
 def checked_image(payload: Any, policy: UploadPolicy) -> dict[str, Any] | None:
     """The web request's image payload reduced to what may be opened, or UserError.
 
@@ -57,16 +85,12 @@ def checked_image(payload: Any, policy: UploadPolicy) -> dict[str, Any] | None:
     """
     if payload is None:
         return None
-    if isinstance(payload, str):
-        payload = {"path": payload}
-    if not isinstance(payload, dict) or (payload.get("meta") or {}).get(REFUSED):
+    refused = isinstance(payload, dict) and (payload.get("meta") or {}).get(REFUSED)
+    if refused or not isinstance(payload, (str, dict)):
         raise UserError(IMAGE_SHAPE)
-    path, url = payload.get("path"), payload.get("url")
-    name = display_name(payload.get("orig_name") or path)
+    path, url, name = file_payload(payload)
     if path is None and isinstance(url, str) and url.startswith("data:"):
         return {"path": None, "url": url, "orig_name": name}
     if path is None and url is None:
         return None
-    if not isinstance(path, str) or "\0" in path or not policy.allows(path):
-        raise UserError(NOT_AVAILABLE)
-    return {"path": os.path.realpath(path), "url": None, "orig_name": name}
+    return {"path": str(checked_path(path, policy, NOT_AVAILABLE)), "url": None, "orig_name": name}

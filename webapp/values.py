@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -28,20 +27,16 @@ def _payload_path(payload: Any) -> tuple[str | None, bytes | None, str]:
     """(path, bytes, display name) from a raw Gradio image payload, a path or a FileData."""
     if payload is None:
         return None, None, ""
-    if isinstance(payload, (str, Path)):
-        return str(payload), None, uploads.display_name(payload)
-    if not isinstance(payload, dict):
-        payload = {k: getattr(payload, k, None) for k in ("path", "url", "orig_name")}
-    name = uploads.display_name(payload.get("orig_name") or payload.get("path"))
-    url = payload.get("url") or ""
-    if not payload.get("path") and url.startswith("data:"):
+    path, url, name = uploads.file_payload(payload)
+    url = url or ""
+    if not path and url.startswith("data:"):
         if len(url) * 3 // 4 > config.MAX_FILE_BYTES:
             raise UserError(f"The pasted image is larger than {config.MAX_FILE_BYTES // 2**20} MB.")
         try:
             return None, base64.b64decode(url.split(",", 1)[1]), name
         except (IndexError, binascii.Error) as err:
             raise UserError("The pasted image could not be decoded. Please try another one.") from err
-    return payload.get("path"), None, name
+    return path, None, name
 
 
 def image_name(payload: Any) -> str:
@@ -60,12 +55,13 @@ def load_image(payload: Any) -> Image.Image:
     its limits. Raises UserError for a missing image or one that cannot be used.
     """
     path, data, name = _payload_path(payload)
-    if path is None and data is None:
+    source = data if data is not None else path
+    if source is None:
         raise UserError(
             "Please give an image first: upload one, paste it, use the webcam, or click one of the examples."
         )
     try:
-        return models.open_image(data if data is not None else path, name)
+        return models.open_image(source, name)
     except models.ImageError as err:
         raise UserError(str(err)) from None
 

@@ -18,6 +18,7 @@ import explainers
 import models
 from explainers import evidence
 from explainers import sweep as layer_sweep
+from explainers.targets import ClassSet, Contrast
 
 from . import sweep_view
 from .errors import UserError
@@ -33,8 +34,8 @@ LITTLE_AGAINST = "The image holds little evidence against the class at that laye
 OPEN_SWEEP = "Open “Which layer?” with “Why not?” ticked to see the evidence against it at other layers."
 
 
-def empty_why_not_maps(result: Result) -> list[tuple[str, int]]:
-    """(method, class) of each "why not" map of ``result`` that is empty or near-empty
+def empty_why_not_maps(result: Result) -> list[tuple[str, int | ClassSet]]:
+    """(method, class or class set) of each "why not" map of ``result`` that is empty or near-empty
     (explainers.evidence, its peak against the normal map's of the same class and method)."""
     empty = []
     for (method, target, counterfactual), tile in result.tiles.items():
@@ -42,7 +43,7 @@ def empty_why_not_maps(result: Result) -> list[tuple[str, int]]:
             continue
         normal = result.tiles.get((method, target, False))
         reference = float(np.max(normal.raw)) if normal is not None and normal.raw.size else None
-        if isinstance(target, int) and evidence.assess_evidence(tile.raw, reference).near_empty:
+        if not isinstance(target, Contrast) and evidence.assess_evidence(tile.raw, reference).near_empty:
             empty.append((method, target))
     return empty
 
@@ -54,7 +55,7 @@ def pooled_into_linear(classifier: models.Classifier, layer: str | None) -> bool
 
 
 def best_earlier_layer(
-    classifier: models.Classifier, result: Result, methods: list[str], target: int
+    classifier: models.Classifier, result: Result, methods: list[str], target: int | ClassSet
 ) -> tuple[str, float, list[str], int] | None:
     """(layer, its mean "why not" score, the methods swept, the layers swept) from a quick "why
     not" sweep (no deletion / insertion: the counterfactual check) of ``target`` over the default
@@ -93,7 +94,7 @@ def empty_why_not_note(result: Result | None) -> str | None:
     classifier = models.load(result.model)
     target = empty[0][1]  # the first class with an empty map (the rows' order: the top class first)
     methods = [method for method, of in empty if of == target]
-    label = html.escape(classifier.labels[target])
+    label = html.escape(result.labels[target])
     titles = ", ".join(explainers.method_info(m).title for m in methods)
     layer = f"`{result.layer}`" if result.layer else "this layer"
     reason = POOLED_HEAD if pooled_into_linear(classifier, result.layer) else LITTLE_AGAINST

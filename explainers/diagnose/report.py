@@ -1,10 +1,11 @@
 """DIR/report.html: one self-contained page (inline CSS and JS, no network) to look through a run.
 
-Sections: totals; the most frequent confusions; localisation scores (with ground-truth boxes); bias
-hints (classes and images whose true-class maps lie mostly outside the object or the centre); the
-misclassified images (input, map for the true class, map for the predicted class, per method),
-sortable by confidence; per-class accuracy. Every text is HTML-escaped: file and class names come
-from users. Pictures are files under DIR/overlays/, linked relatively.
+Sections: totals; the misclassified images, the page's main content (input, map for the true
+class, map for the predicted class, per method), sortable by confidence; the most frequent
+confusions; localisation scores (with ground-truth boxes); bias hints (classes and images whose
+true-class maps lie mostly outside the object or the centre); per-class accuracy. Every text is
+HTML-escaped: file and class names come from users. Pictures are files under DIR/overlays/,
+linked relatively.
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def write_report(
 
     parts = [
         _totals(summary),
+        _misclassified(summary, pictures),
         _confusions(summary),
         _localisation(summary),
         _bias(summary, pictures),
-        _misclassified(summary, pictures),
         _per_class(summary),
     ]
     page = (
