@@ -13,12 +13,12 @@ Gradio app costs per request: Gradio's floor). For each request (the UI's defaul
 top-3 one), --repeats rounds after a warm-up round, each taking in turn: the floor over HTTP;
 the request over HTTP, until its first answer (the maps table with its pictures inside: what the
 page shows) and until its last (the grid image and the zip added, both downloaded); the engine
-alone in this process on the same preprocessed image; and in-process handlers.explain_stream to
-its first and last answer. Then rounds of the same kind for gradio_client (its floor, the
-request until its first answer, the engine alone): its reader threads poll while they live, so
-they are not kept during the other rounds. Prints the medians and their ratios to the engine
-and replaces the block between the app_latency markers in bench/RESULTS.md (unless
---no-write).
+alone in this process on the same preprocessed image. Then rounds of in-process
+handlers.explain_stream to its first and last answer, and rounds of the same kind for
+gradio_client (its floor, the request until its first answer, the engine alone): its reader
+threads poll while they live, so they are not kept during the other rounds. Prints the medians
+and their ratios to the engine and replaces the block between the app_latency markers in
+bench/RESULTS.md (unless --no-write).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ REQUESTS = {  # name -> (methods, top_k)
     "6 methods, top-3": (["gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "guided_gradcam"], 3),
 }
 START, END = "<!-- app_latency:start -->", "<!-- app_latency:end -->"
+SETTLE_S = 0.5  # the pause before each timed run (interleaved)
 
 
 def seconds(run: Callable[[], object]) -> float:
@@ -171,12 +172,15 @@ class GradioHttp:
 def interleaved(runs: Sequence[Callable[[], dict[str, float]]], repeats: int) -> dict[str, float]:
     """Median seconds of each named time the runs give ({name: seconds}), the runs taken in
     turn `repeats` times after one warm-up round, so that a busy moment of the machine weighs
-    on all of them. (The engine alone runs after the API call, not right after the in-process
-    handler: that gives freed memory back to the system, and the next engine run would pay the
-    page faults the app's own engine runs pay.)"""
+    on all of them. Each run starts after a pause of SETTLE_S: right after a request the server's
+    work still weighs on the 2-core machine (an engine run straight after one took ~1.6x as
+    long), and each run should start from the same quiet state. (The in-process handler runs in
+    rounds of its own: it gives freed memory back to the system at its end, and an engine run
+    after it would pay the page faults again.)"""
     times: dict[str, list[float]] = {}
     for round_ in range(repeats + 1):
         for run in runs:
+            time.sleep(SETTLE_S)
             for name, value in run().items():
                 if round_:
                     times.setdefault(name, []).append(value)
@@ -215,9 +219,8 @@ def measure(repeats: int) -> tuple[float, list[dict]]:
                     return {"http_maps_s": maps, "http_all_s": answer}
 
                 floor = timed("http_floor_s", lambda: list(http_floor.answers("/echo", IMAGE)))
-                rows.append(
-                    {"request": name, **interleaved([floor, over_http, timed("engine_s", engine), in_process], repeats)}
-                )
+                row = {"request": name, **interleaved([floor, over_http, timed("engine_s", engine)], repeats)}
+                rows.append({**row, **interleaved([in_process], repeats)})  # apart: see interleaved()
             # gradio_client apart, in rounds of its own: its reader threads poll while they live
             floor_client = Client(echo_url, verbose=False, download_files=Path(temp) / "c0")
             client = Client(url, verbose=False, download_files=Path(temp) / "client")
@@ -250,8 +253,8 @@ def table(startup: float, rows: list[dict], repeats: int) -> str:
     lines = [
         f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores (no GPU), "
         f"EfficientNet-Lite0, `{IMAGE.name}`, medians of {repeats} rounds in one run (each round: "
-        f"Gradio's floor, the API over HTTP, the engine alone, in-process; then rounds of "
-        f"gradio_client's floor, the API through it, the engine alone). Start-up of `python app.py` "
+        f"Gradio's floor, the API over HTTP, the engine alone; then rounds in-process; then rounds "
+        f"of gradio_client's floor, the API through it, the engine alone). Start-up of `python app.py` "
         f"until the page answers: {startup:.1f} s.",
         "",
         "| request | engine alone | in-process: maps / all | Gradio's floor, HTTP | API over HTTP: maps "

@@ -542,5 +542,5 @@ def explain_stream(
         raise
     except Exception as err:  # noqa: BLE001 - shown as a message, like explain_image's
         raise as_message(err, "explain the image") from None
-    finally:  # after the answers (a stopped run too): malloc_trim takes ~10 ms
+    finally:  # after the answers (a stopped run too)
         memory.release_memory()
