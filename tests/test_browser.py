@@ -214,11 +214,15 @@ def test_every_tab_is_in_view(page):
     _shot(page, "tabs", full_page=False)
 
 
-def test_switching_tabs_leaves_the_maps_as_they_were(page):
+def _explain_the_top_class_with_grad_cam(page) -> None:
     _upload_composite(page)
     _pick_methods(page, {"Grad-CAM"})
     _set_top_k(page, 1)
     _explain(page, 2)
+
+
+def test_switching_tabs_leaves_the_maps_as_they_were(page):
+    _explain_the_top_class_with_grad_cam(page)
     before, stamp = _tile_sources(page), page.inner_text("#status")
     open_tab(page, "sweep-view")
     page.wait_for_selector(TILE, state="hidden")  # the maps belong to the "Maps" tab
@@ -393,10 +397,7 @@ def test_non_image_uploads_show_a_message(page, tmp_path):
 
 
 def test_the_faithfulness_table_is_whole(page):
-    _upload_composite(page)
-    _pick_methods(page, {"Grad-CAM"})
-    _set_top_k(page, 1)
-    _explain(page, 2)
+    _explain_the_top_class_with_grad_cam(page)
     page.click("#faithfulness")
     page.click("#measure")
     page.wait_for_function(
