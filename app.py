@@ -40,7 +40,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from webapp.memory import limit_malloc_arenas
+from webapp.memory import tune_malloc
 from webapp.page import build_app
 from webapp.server import launch
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    limit_malloc_arenas()
+    tune_malloc()
     # SIGTERM (docker stop, a host's restart) exits like Ctrl+C: the scratch folder is removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     launch(build_app(), host=args.host, port=args.port, share=args.share)

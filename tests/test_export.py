@@ -13,8 +13,9 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from explainers import cli  # noqa: E402
+from explainers import cli, export  # noqa: E402
 from webapp import handlers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,9 +84,7 @@ def test_the_app_zip_and_the_cli_folder_have_one_layout(tmp_path):
 def test_contrast_and_class_set_maps_get_stable_keys_and_file_safe_names(tmp_path):
     from types import SimpleNamespace
 
-    from PIL import Image
-
-    from explainers import ClassSet, Contrast, export
+    from explainers import ClassSet, Contrast
 
     labels = [f"class {i}" for i in range(10)]
     labels[2], labels[7] = "tabby/cat", "espresso"
@@ -136,10 +135,6 @@ def test_contrast_and_class_set_maps_get_stable_keys_and_file_safe_names(tmp_pat
 
 def test_a_class_map_and_its_why_not_map_are_kept_apart(tmp_path):
     from types import SimpleNamespace
-
-    from PIL import Image
-
-    from explainers import export
 
     labels = ["tabby", "espresso"]
 
@@ -204,3 +199,20 @@ def test_pictures_are_lossless_pngs_of_their_rgb_pixels(tmp_path):
     grey = Image.fromarray(rng.integers(0, 256, (5, 6), dtype=np.uint8), "L")
     with Image.open(io.BytesIO(export.png_bytes(grey))) as saved:
         np.testing.assert_array_equal(np.asarray(saved), np.asarray(grey.convert("RGB")))
+
+
+def test_a_large_photo_is_reduced_by_a_whole_factor_and_its_box_with_it():
+    """fit_photo: a photo over MAX_PHOTO_SIDE becomes the means of factor x factor blocks (the
+    smallest whole factor that fits), the crop's box scaled by the same factor; one that fits
+    comes back as it is."""
+    side = export.MAX_PHOTO_SIDE
+    pixels = np.random.default_rng(0).integers(0, 256, (side + 100, 2 * side + 10, 3), dtype=np.uint8)
+    fitted, box = export.fit_photo(Image.fromarray(pixels), (30.0, 60.0, 930.0, 960.0))
+    assert fitted.size == (-(-(2 * side + 10) // 3), -(-(side + 100) // 3)) and max(fitted.size) <= side
+    assert box == (10.0, 20.0, 310.0, 320.0)
+    block = pixels[300:303, 600:603].reshape(-1, 3).mean(0)
+    assert np.abs(np.asarray(fitted, dtype=float)[100, 200] - block).max() <= 0.5  # a block's mean
+    small = Image.fromarray(pixels[:500, :700])
+    assert export.fit_photo(small, (1.0, 2.0, 3.0, 4.0)) == (small, (1.0, 2.0, 3.0, 4.0))
+    gray, _ = export.fit_photo(small.convert("L"), (0.0, 0.0, 1.0, 1.0))
+    assert gray.mode == "RGB" and gray.size == small.size

@@ -19,6 +19,7 @@ from . import (
     handlers,
     inputs,
     queue_policy,
+    queue_wakeup,
     results_view,
     sweep_view,
 )
@@ -87,6 +88,7 @@ def build_app() -> gr.Blocks:
     )
     demo.queue(default_concurrency_limit=config.ENGINE_CONCURRENCY, max_size=config.QUEUE_SIZE)
     queue_policy.limit_per_client(demo._queue, config.PER_SESSION, config.PER_ADDRESS)
+    queue_wakeup.install(demo._queue)
     return demo
 
 

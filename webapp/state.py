@@ -1,14 +1,18 @@
 """What a run computed and where it is kept: the Result (raw maps, the crop, the input tensor),
-the bounded store that holds results for re-rendering (sessions hold only a key), and the engine
-slots that limit how many runs compute at once."""
+the bounded store that holds results for re-rendering (sessions hold only a key), the engine
+slots that limit how many runs compute at once, and the engine's own threads they run on."""
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,10 +30,15 @@ from .result_store import ResultStore
 if TYPE_CHECKING:
     from .results_view import Shown
 
+T = TypeVar("T")
+
 #: Number of times the engine (explainers.explain) ran in this process; tests read it to
 #: check that display changes (colormap, opacity, scale) only re-render.
 ENGINE_CALLS = 0
 ENGINE_SLOTS = threading.BoundedSemaphore(config.ENGINE_CONCURRENCY)  # held until a run stops
+_ENGINE_THREADS: queue.LifoQueue[ThreadPoolExecutor] = queue.LifoQueue()
+for _slot in range(config.ENGINE_CONCURRENCY):
+    _ENGINE_THREADS.put(ThreadPoolExecutor(1, thread_name_prefix=f"engine-{_slot}"))
 PASS_TIMES = budget.PassTimes()
 EXPIRED = (
     "This result is no longer kept on the server (it keeps the latest results of all "
@@ -110,6 +119,19 @@ class Result:
 RESULTS: ResultStore[Result] = ResultStore(config.RESULTS_MAX_BYTES, config.RESULTS_MAX_AGE_S, size_of=Result.nbytes)
 
 
+def on_engine_thread(work: Callable[[], T]) -> T:
+    """work() on one of the engine's own long-lived threads (the most recently used of those
+    free), in the caller's context (Gradio's request, event and progress), the caller waiting.
+    PyTorch keeps its CPU thread pool per calling thread: run on whichever of Gradio's worker
+    threads was free, the default request's engine took ~90 ms instead of ~80 ms on the 2-core
+    host (its pool gone cold)."""
+    executor = _ENGINE_THREADS.get()
+    try:
+        return executor.submit(contextvars.copy_context().run, work).result()
+    finally:
+        _ENGINE_THREADS.put(executor)
+
+
 def stored(result: Result | str | None, missing_ok: bool = False) -> Result | None:
     """The Result a session's state refers to: a Result as it is (Python callers), a key looked
     up in RESULTS (web sessions), or None before any run. A key whose result has gone gives
@@ -159,6 +181,45 @@ def top_classes(classifier: models.Classifier, x: torch.Tensor, k: int) -> list[
     return [int(c) for c in logits[0].float().topk(k).indices]
 
 
+def _explanations(
+    classifier: models.Classifier,
+    x: torch.Tensor,
+    methods: list[str],
+    top_k: int,
+    classes: Sequence[int | ClassSet],
+    layer: str | None,
+    counterfactual: bool,
+    progress: Callable[[float, str], None] | None,
+    rather_than: int | None,
+) -> list[explainers.Explanation]:
+    """compute's engine calls: the explanation of the top-k and chosen classes (each followed by
+    its contrast with ``rather_than``), and with ``counterfactual`` the "why not" maps of its
+    classes and class sets."""
+    global ENGINE_CALLS
+    ENGINE_CALLS += 1
+    # The top-k classes (known after the engine's forward pass), then the chosen ones.
+    explicit: list[Target] = list(classes)
+    if rather_than is not None:
+        ranked: list[int | ClassSet] = list(top_classes(classifier, x, top_k)) if top_k else []
+        explicit, top_k = with_contrasts(list(dict.fromkeys(ranked + list(classes))), rather_than), 0
+    explanation = explainers.explain(
+        classifier, x, methods, top_k=top_k or None, targets=explicit or None, layer=layer, progress=progress
+    )
+    # A second call for the "why not" rows: evidence against each class or class set (contrasts have none).
+    why_not = [m for m in methods if explainers.METHODS[m].counterfactual] if counterfactual else []
+    targets = [export.as_target(t) for t in explanation.targets[0]]
+    classes_only = [t for t in targets if not isinstance(t, explainers.Contrast)]  # classes, class sets
+    if not (why_not and classes_only):
+        return [explanation]
+    ENGINE_CALLS += 1
+    return [
+        explanation,
+        explainers.explain(
+            classifier, x, why_not, targets=classes_only, layer=layer, counterfactual=True, progress=progress
+        ),
+    ]
+
+
 def compute(
     image: Image.Image,
     model_name: str,
@@ -178,9 +239,8 @@ def compute(
     the methods that have that form (explainers.METHODS[m].counterfactual).
 
     The engine is thread-safe (its hooks are per call), so runs on the same model share it;
-    ENGINE_SLOTS bounds how many run at once.
+    ENGINE_SLOTS bounds how many run at once; they run on the engine's own threads.
     """
-    global ENGINE_CALLS
     classifier = models.load(model_name)
     crop = classifier.crop(image)
     x = classifier.preprocessing.tensor(crop)  # the photo resized once, for the crop and the input
@@ -188,33 +248,13 @@ def compute(
         raise UserError("Nothing to explain: set top-k to at least 1 or pick some classes.")
     start = time.perf_counter()
     with ENGINE_SLOTS:
-        ENGINE_CALLS += 1
-        # The top-k classes (known after the engine's forward pass), then the chosen ones.
-        explicit: list[Target] = list(classes)
-        if rather_than is not None:
-            ranked: list[int | ClassSet] = list(top_classes(classifier, x, top_k)) if top_k else []
-            explicit, top_k = with_contrasts(list(dict.fromkeys(ranked + list(classes))), rather_than), 0
-        explanation = explainers.explain(
-            classifier,
-            x,
-            methods,
-            top_k=top_k or None,
-            targets=explicit or None,
-            layer=layer,
-            progress=progress,
-        )
-        targets = [export.as_target(t) for t in explanation.targets[0]]
-        # A second call for the "why not" rows: evidence against each class or class set (contrasts have none).
-        why_not = [m for m in methods if explainers.METHODS[m].counterfactual] if counterfactual else []
-        classes_only = [t for t in targets if not isinstance(t, explainers.Contrast)]  # classes, class sets
-        explanations = [explanation]
-        if why_not and classes_only:
-            ENGINE_CALLS += 1
-            explanations.append(
-                explainers.explain(
-                    classifier, x, why_not, targets=classes_only, layer=layer, counterfactual=True, progress=progress
-                )
+        explanations = on_engine_thread(
+            functools.partial(
+                _explanations, classifier, x, methods, top_k, classes, layer, counterfactual, progress, rather_than
             )
+        )
+    explanation = explanations[0]
+    targets = [export.as_target(t) for t in explanation.targets[0]]
     seconds = time.perf_counter() - start
     tiles = {}
     for m in (m for run in explanations for m in run.maps):
