@@ -72,16 +72,18 @@ def release_memory() -> None:
     pages in again (~15 ms of a ~60 ms request on the default model), so a busy server pays it
     once in BUSY_TRIM_S, not every run; in between it holds the holes its runs left, for reuse
     (the load test's server: 1,360 MB; 1,510 MB with no trim while busy)."""
-    global _last_run_end
+    global _last_run_end, _last_trim
     if LIBC is None:
         return
     with _lock:
         _last_run_end = time.monotonic()
         due = _last_run_end - _last_trim >= BUSY_TRIM_S
-        if not due and _pending is None:
+        if due:  # claimed here, so that runs ending at once trim once
+            _last_trim = _last_run_end
+        elif _pending is None:
             _wait(IDLE_S)
     if due:
-        _trim()
+        LIBC.malloc_trim(0)
 
 
 def _wait(seconds: float) -> None:
@@ -93,18 +95,12 @@ def _wait(seconds: float) -> None:
 
 
 def _trim_when_idle() -> None:
-    global _pending
+    global _pending, _last_trim
     with _lock:
         _pending = None
         left = _last_run_end + IDLE_S - time.monotonic()
         if left > 0:  # a run ended meanwhile
             _wait(left)
             return
-    _trim()
-
-
-def _trim() -> None:
-    global _last_trim
-    with _lock:
         _last_trim = time.monotonic()
     LIBC.malloc_trim(0)
